@@ -1,0 +1,158 @@
+"""What every replaced-token-detection objective shares: generator losses, the RTD loss,
+normalisation and the common metrics. Strategies subclass ``RTDCriterion`` and implement
+``sample`` (and, if they need to, ``rtd_weights`` and ``extra_losses``).
+
+Normalisation. ELECTRA's objective is mean_M(MLM) + lambda * mean_N(RTD) over the M masked
+positions and N non-pad tokens of a batch. fairseq sums losses over micro-batches and
+workers and divides by the summed ``sample_size``, so the loss returned here is a plain sum
+with ``sample_size = M``: sum_M(MLM) + lambda * mask_prob * sum_N(RTD). Since M is about
+mask_prob * N, each RTD token weighs lambda / N as in ELECTRA, and gradient accumulation and
+data parallelism give exactly the update of one big batch.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from fairseq import utils
+from fairseq.criterions import FairseqCriterion
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+
+from ..models.amos import PretrainingOutput, Replacement
+from ..modules.generator import GeneratorOutput
+
+
+@dataclass
+class RTDCriterionConfig(FairseqDataclass):
+    rtd_weight: float = field(default=50.0, metadata={"help": "lambda: weight of the RTD loss (ELECTRA: 50)"})
+    focal_gamma: float = field(
+        default=0.0, metadata={"help": "focal exponent of the generator loss; 0 is plain MLM cross-entropy"}
+    )
+
+
+def focal_nll(logits: torch.Tensor, targets: torch.Tensor, gamma: float):
+    """Per-position generator loss -(1 - p(x))^gamma * log p(x), in fp32.
+
+    logits [M, V], targets [M] -> (loss [M], log p(x) [M]).
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    target_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    loss = -target_log_probs
+    if gamma != 0:
+        loss = loss * (1.0 - target_log_probs.exp()).clamp(min=0.0).pow(gamma)
+    return loss, target_log_probs
+
+
+class RTDCriterion(FairseqCriterion):
+    """Base class; see the module docstring for the objective."""
+
+    def __init__(self, task, rtd_weight: float, focal_gamma: float):
+        super().__init__(task)
+        self.rtd_weight = rtd_weight
+        self.focal_gamma = focal_gamma
+        # mask_prob turns lambda per token into lambda per masked position (module docstring).
+        self.rtd_scale = rtd_weight * getattr(task.cfg, "mask_prob", 0.15)
+
+    # -------------------------------------------------------------- strategy hooks
+
+    def sample(self, model, generated: GeneratorOutput) -> Replacement:
+        """Choose the tokens placed at the masked positions (called inside model.forward)."""
+        raise NotImplementedError
+
+    def generator_loss_weights(self, depths: List[int]) -> List[float]:
+        return [1.0] * len(depths)
+
+    def rtd_weights(self, out: PretrainingOutput, masked_in_non_pad: torch.Tensor) -> Optional[torch.Tensor]:
+        """Optional per-token weights [N] on the RTD loss (importance weights)."""
+        return None
+
+    def extra_losses(self, out: PretrainingOutput, rtd_labels, rtd_logits, masked_in_non_pad, log: Dict):
+        """Further loss terms (already summed), logging into ``log``."""
+        return 0.0
+
+    # -------------------------------------------------------------- objective
+
+    @staticmethod
+    def unplaceable_fill(model, logits: torch.Tensor) -> torch.Tensor:
+        """logits [M, V] with the symbols a sampler must never place set to -inf."""
+        return logits.masked_fill(model.unplaceable, float("-inf"))
+
+    def forward(self, model, sample, reduce=True):
+        masked = sample["net_input"]["masked_tokens"].bool()
+        out: PretrainingOutput = model(**sample["net_input"], sampler=self.sample)
+        targets = sample["target"]
+        masked_targets = targets[masked]  # [M]
+        sample_size = masked.sum()
+
+        log: Dict[str, torch.Tensor] = {}
+        gen_loss = 0.0
+        depths = out.generator.depths
+        for depth, weight, logits in zip(depths, self.generator_loss_weights(depths), out.generator.logits):
+            per_position, _ = focal_nll(logits, masked_targets, self.focal_gamma)
+            depth_loss = per_position.sum()
+            gen_loss = gen_loss + weight * depth_loss
+            if len(depths) > 1:
+                log[f"gen_loss_d{depth}"] = depth_loss.detach()
+                log[f"gen_correct_d{depth}"] = (logits.argmax(-1) == masked_targets).sum()
+        deepest = out.generator.logits[-1]
+        log["gen_correct"] = (deepest.argmax(-1) == masked_targets).sum()
+
+        # RTD over every non-pad token; a sample equal to the original counts as original.
+        rtd_labels = out.disc_tokens.ne(targets)[out.non_pad]  # [N] bool
+        rtd_logits = out.rtd_logits.float()
+        rtd_per_token = F.binary_cross_entropy_with_logits(rtd_logits, rtd_labels.float(), reduction="none")
+        masked_in_non_pad = masked[out.non_pad]  # [N] bool
+        weights = self.rtd_weights(out, masked_in_non_pad)
+        rtd_loss = rtd_per_token.sum() if weights is None else (rtd_per_token * weights).sum()
+
+        extra = self.extra_losses(out, rtd_labels, rtd_logits, masked_in_non_pad, log)
+        loss = gen_loss + self.rtd_scale * rtd_loss + extra
+
+        predicted = rtd_logits > 0
+        log.update(
+            loss=loss.detach(),
+            gen_loss=gen_loss.detach(),
+            rtd_loss=rtd_per_token.detach().sum(),
+            rtd_tokens=out.non_pad.sum(),
+            replaced=rtd_labels.sum(),
+            rtd_correct_replaced=(predicted & rtd_labels).sum(),
+            rtd_correct_original=(~predicted & ~rtd_labels).sum(),
+            ntokens=sample["ntokens"],
+            nsentences=sample["nsentences"],
+            sample_size=sample_size,
+        )
+        return loss, sample_size, log
+
+    # -------------------------------------------------------------- metrics
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True  # every entry is a sum, so workers' outputs are all-reduced as one tensor
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        def total(key):
+            return utils.item(sum(log.get(key, 0) for log in logging_outputs))
+
+        masked = total("sample_size")
+        tokens = total("rtd_tokens")
+        replaced = total("replaced")
+        original = tokens - replaced
+        metrics.log_scalar("loss", total("loss") / max(masked, 1), masked, round=3)
+        metrics.log_scalar("gen_loss", total("gen_loss") / max(masked, 1), masked, round=3)
+        metrics.log_scalar("rtd_loss", total("rtd_loss") / max(tokens, 1), tokens, round=4)
+        metrics.log_scalar("gen_acc", total("gen_correct") / max(masked, 1), masked, round=4)
+        metrics.log_scalar("replace_rate", replaced / max(masked, 1), masked, round=4)
+        if replaced:
+            metrics.log_scalar("rtd_acc_replaced", total("rtd_correct_replaced") / replaced, replaced, round=4)
+        if original:
+            metrics.log_scalar("rtd_acc_original", total("rtd_correct_original") / original, original, round=4)
+        keys = logging_outputs[0].keys() if logging_outputs else ()
+        for key in keys:
+            if key.startswith("gen_loss_d"):
+                depth = key[len("gen_loss_d"):]
+                metrics.log_scalar(key, total(key) / max(masked, 1), masked, round=3)
+                metrics.log_scalar(f"gen_acc_d{depth}", total(f"gen_correct_d{depth}") / max(masked, 1), masked, round=4)

@@ -1,0 +1,394 @@
+"""The ``amos`` model: discriminator, shared-depth generator and strategy heads in one module.
+
+One ``forward`` runs generator -> replacement -> discriminator, so fairseq's DDP/FSDP and
+fp16/bf16 wrappers see a single call; the criterion only chooses *how* replacements are
+drawn by passing a ``sampler``. For fine-tuning (``sentence_prediction``) the same class
+behaves like fairseq's RoBERTa: classification heads over the discriminator's features,
+with the generator and RTD head not built and dropped from pretraining checkpoints on load.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from fairseq.models import BaseFairseqModel, register_model
+from fairseq.models.roberta.model import RobertaClassificationHead
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
+
+from ..modules.encoder import Encoder
+from ..modules.generator import GeneratorOutput, SharedDepthGenerator
+from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
+
+logger = logging.getLogger(__name__)
+
+# Parameter groups that exist only for pretraining, by state-dict prefix.
+PRETRAINING_ONLY = ("generator.", "rtd_head.", "mixture_scorer.", "hardness_head.")
+
+
+class ModelConfigError(ValueError):
+    """Model options that cannot work together; raised before any checkpoint is touched."""
+
+
+@dataclass
+class Replacement:
+    """What a sampler places at the M masked positions.
+
+    tokens:  [M] long, the placed token ids (forward value of the replacement)
+    relaxed: optional [M, V] tensor whose *value is zero* and whose gradient is that of a
+             relaxed (soft) sample; the model adds ``relaxed @ E`` to the looked-up
+             embeddings, which makes a straight-through estimator exact in the forward pass
+    extras:  anything the criterion wants back (proposal log-probs, mixture weights, ...)
+    """
+
+    tokens: torch.Tensor
+    relaxed: Optional[torch.Tensor] = None
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+Sampler = Callable[["AmosModel", GeneratorOutput], Replacement]
+
+
+@dataclass
+class PretrainingOutput:
+    """generator:    per-depth hiddens and logits at masked positions ([M, C_gen], [M, V])
+    replacement:  what the sampler placed
+    disc_tokens:  [B, T] the discriminator's input tokens
+    non_pad:      [B, T] bool, where the RTD head ran
+    rtd_logits:   [N] one logit per non-pad token (N = non_pad.sum()), >0 means 'replaced'
+    """
+
+    generator: GeneratorOutput
+    replacement: Replacement
+    disc_tokens: torch.Tensor
+    non_pad: torch.Tensor
+    rtd_logits: torch.Tensor
+
+
+def parse_depths(spec) -> List[int]:
+    """'4,6,8' -> [4, 6, 8] with a clear error for anything else."""
+    try:
+        depths = [int(d) for d in str(spec).replace(" ", "").split(",") if d != ""]
+    except ValueError:
+        raise ModelConfigError(f"--generator-depths must be comma-separated integers like 4,6,8, got {spec!r}")
+    if not depths:
+        raise ModelConfigError("--generator-depths is empty: name at least one depth, e.g. --generator-depths 12")
+    if any(d < 1 for d in depths):
+        raise ModelConfigError(f"--generator-depths must be positive, got {spec!r}")
+    if len(set(depths)) != len(depths):
+        raise ModelConfigError(f"--generator-depths lists a depth twice: {spec!r}")
+    return sorted(depths)
+
+
+@register_model("amos")
+class AmosModel(BaseFairseqModel):
+    def __init__(self, args, dictionary, pretraining: bool):
+        super().__init__()
+        self.args = args
+        self.padding_idx = dictionary.pad()
+        self.token_embeddings = nn.Embedding(len(dictionary), args.token_embed_dim, padding_idx=self.padding_idx)
+        self.discriminator = Encoder(
+            self.token_embeddings,
+            self.padding_idx,
+            num_layers=args.encoder_layers,
+            width=args.encoder_embed_dim,
+            num_heads=args.encoder_attention_heads,
+            ffn_dim=args.encoder_ffn_embed_dim,
+            max_positions=args.max_positions,
+            dropout=args.dropout,
+            attention_dropout=args.attention_dropout,
+            activation_dropout=args.activation_dropout,
+            normalize_before=args.encoder_normalize_before,
+            rel_pos_bins=args.rel_pos_bins,
+            max_rel_pos=args.max_rel_pos,
+        )
+        self.classification_heads = nn.ModuleDict()
+        # Symbols a sampler must never place: padding would vanish from attention, and the
+        # markers carry no content. Samplers fill these logits with -inf.
+        unplaceable = torch.zeros(len(dictionary), dtype=torch.bool)
+        markers = [dictionary.pad(), dictionary.bos(), dictionary.eos()]
+        if "<mask>" in dictionary.indices:
+            markers.append(dictionary.index("<mask>"))
+        unplaceable[markers] = True
+        self.register_buffer("unplaceable", unplaceable, persistent=False)
+        self.generator = self.rtd_head = self.mixture_scorer = self.hardness_head = None
+        if pretraining:
+            depths = parse_depths(args.generator_depths)
+            generator_encoder = Encoder(
+                self.token_embeddings,
+                self.padding_idx,
+                num_layers=max(depths),
+                width=args.generator_embed_dim,
+                num_heads=args.generator_attention_heads,
+                ffn_dim=args.generator_ffn_embed_dim,
+                max_positions=args.max_positions,
+                dropout=args.generator_dropout,
+                attention_dropout=args.generator_dropout,
+                activation_dropout=0.0,
+                normalize_before=args.encoder_normalize_before,
+                rel_pos_bins=args.rel_pos_bins,
+                max_rel_pos=args.max_rel_pos,
+            )
+            stop_gradient = len(depths) > 1 and not args.no_generator_stop_gradient
+            self.generator = SharedDepthGenerator(generator_encoder, depths, self.token_embeddings, stop_gradient)
+            self.rtd_head = ReplacedTokenHead(args.encoder_embed_dim)
+            strategy = getattr(args, "criterion", None)
+            if strategy == "amos":
+                self.mixture_scorer = MixtureScorer(args.generator_embed_dim)
+            if strategy == "focal_hardness" or getattr(args, "hardness_head", False):
+                self.hardness_head = HardnessHead(args.generator_embed_dim, len(dictionary))
+        self.apply(init_bert_params)
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def add_args(parser):
+        """Model flags; architectures only change their defaults."""
+        add = parser.add_argument
+        add("--encoder-layers", type=int, metavar="L", help="discriminator layers")
+        add("--encoder-embed-dim", type=int, metavar="H", help="discriminator width")
+        add("--encoder-ffn-embed-dim", type=int, metavar="F", help="discriminator FFN width")
+        add("--encoder-attention-heads", type=int, metavar="A", help="discriminator heads")
+        add("--token-embed-dim", type=int, metavar="E",
+            help="token embedding size shared by both networks (projected when != width)")
+        add("--max-positions", type=int, help="learned absolute positions")
+        add("--encoder-normalize-before", action="store_true", help="pre-LN layers (default post-LN)")
+        add("--rel-pos-bins", type=int, help="relative position bias buckets; 0 disables it")
+        add("--max-rel-pos", type=int, help="largest distance with its own log-spaced bucket")
+        add("--dropout", type=float, metavar="D")
+        add("--attention-dropout", type=float, metavar="D")
+        add("--activation-dropout", type=float, metavar="D")
+        add("--generator-layers", type=int,
+            help="generator stack depth; defaults to the deepest of --generator-depths")
+        add("--generator-depths", type=str,
+            help="comma-separated depths whose outputs feed the shared MLM head, e.g. 4,6,8")
+        add("--generator-embed-dim", type=int, help="generator width")
+        add("--generator-ffn-embed-dim", type=int, help="generator FFN width")
+        add("--generator-attention-heads", type=int, help="generator heads")
+        add("--generator-dropout", type=float, help="generator dropout (0: one pass trains and samples)")
+        add("--no-generator-stop-gradient", action="store_true",
+            help="let deeper heads' losses reach the layers below their block")
+        add("--hardness-head", action="store_true",
+            help="build the hardness head (automatic with --criterion focal_hardness)")
+        add("--pooler-activation-fn", type=str, help="classification head activation")
+        add("--pooler-dropout", type=float, help="classification head dropout")
+
+    @classmethod
+    def build_model(cls, args, task):
+        from ..tasks.amos_rtd import AmosRTDTask
+
+        base_architecture(args)
+        validate_args(args)
+        pretraining = isinstance(task, AmosRTDTask)
+        model = cls(args, task.source_dictionary, pretraining)
+        logger.info(
+            "amos model: discriminator %d x %d, %s",
+            args.encoder_layers,
+            args.encoder_embed_dim,
+            f"generator width {args.generator_embed_dim} depths {model.generator.depths}"
+            if pretraining
+            else "no generator (fine-tuning)",
+        )
+        return model
+
+    def max_positions(self):
+        return self.args.max_positions
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        src_tokens: torch.Tensor,
+        src_lengths: Optional[torch.Tensor] = None,
+        masked_tokens: Optional[torch.Tensor] = None,
+        sampler: Optional[Sampler] = None,
+        features_only: bool = False,
+        classification_head_name: Optional[str] = None,
+        **kwargs,
+    ):
+        """Pretraining when a ``sampler`` is given, else the discriminator alone.
+
+        Pretraining: src_tokens [B, T] generator input, masked_tokens [B, T] bool ->
+        ``PretrainingOutput``. Otherwise (RoBERTa convention): ``(features [B, T, H], {})``,
+        or ``(logits [B, classes], {})`` with ``classification_head_name``.
+        """
+        if sampler is None or features_only or classification_head_name is not None:
+            features = self.extract_features(src_tokens)
+            if classification_head_name is not None:
+                return self.classification_heads[classification_head_name](features), {}
+            return features, {}
+        return self.pretraining_forward(src_tokens, masked_tokens.bool(), sampler)
+
+    def extract_features(self, tokens: torch.Tensor, token_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Discriminator features [B, T, H]."""
+        features, _ = self.discriminator(tokens, token_embeds)
+        return features
+
+    def pretraining_forward(self, src_tokens, masked_tokens, sampler: Sampler) -> PretrainingOutput:
+        if self.generator is None:
+            raise RuntimeError("this model was built without a generator (not for the amos_rtd task)")
+        generated = self.generator(src_tokens, masked_tokens)
+        replacement = sampler(self, generated)
+        disc_tokens = src_tokens.masked_scatter(masked_tokens, replacement.tokens.to(src_tokens.dtype))
+        token_embeds = None
+        if replacement.relaxed is not None:
+            table = self.token_embeddings.weight
+            token_embeds = self.token_embeddings(disc_tokens)
+            # relaxed is zero-valued: the forward embedding stays exactly E[token], while the
+            # backward pass carries the soft sample's gradient to the sampler.
+            token_embeds[masked_tokens] = token_embeds[masked_tokens] + replacement.relaxed.to(table.dtype) @ table
+        features = self.extract_features(disc_tokens, token_embeds)
+        non_pad = disc_tokens.ne(self.padding_idx)
+        return PretrainingOutput(
+            generator=generated,
+            replacement=replacement,
+            disc_tokens=disc_tokens,
+            non_pad=non_pad,
+            rtd_logits=self.rtd_head(features[non_pad]),
+        )
+
+    # ------------------------------------------------------------------ fine-tuning
+
+    def register_classification_head(self, name, num_classes=None, inner_dim=None, **kwargs):
+        self.classification_heads[name] = RobertaClassificationHead(
+            input_dim=self.args.encoder_embed_dim,
+            inner_dim=inner_dim or self.args.encoder_embed_dim,
+            num_classes=num_classes,
+            activation_fn=self.args.pooler_activation_fn,
+            pooler_dropout=self.args.pooler_dropout,
+        )
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Drop, on purpose and with a log line, what this model does not have: the
+        generator, RTD head and strategy heads when a pretraining checkpoint is loaded for
+        fine-tuning, and classification heads that are not registered here."""
+        prefix = name + "." if name else ""
+        super().upgrade_state_dict_named(state_dict, name)
+        for group in PRETRAINING_ONLY:
+            if getattr(self, group.rstrip(".")) is None:
+                dropped = [k for k in state_dict if k.startswith(prefix + group)]
+                for k in dropped:
+                    del state_dict[k]
+                if dropped:
+                    logger.info("dropped %d pretraining-only tensors of %s (not in this model)", len(dropped), group.rstrip("."))
+        head_prefix = prefix + "classification_heads."
+        load_heads = getattr(self.args, "load_checkpoint_heads", False)
+        for k in [k for k in state_dict if k.startswith(head_prefix)]:
+            head = k[len(head_prefix):].split(".")[0]
+            if head in self.classification_heads:
+                continue
+            if load_heads:
+                weight = state_dict[head_prefix + head + ".out_proj.weight"]
+                inner = state_dict[head_prefix + head + ".dense.weight"].size(0)
+                self.register_classification_head(head, weight.size(0), inner)
+            else:
+                logger.info("dropped classification head %s from the checkpoint: %s", head, k)
+                del state_dict[k]
+        # Heads registered for this run but new to the checkpoint keep their fresh weights.
+        for k, v in self.classification_heads.state_dict().items():
+            state_dict.setdefault(head_prefix + k, v)
+
+
+def validate_args(args) -> None:
+    """Stop on sizes that cannot build a working model, naming the flag and the fix."""
+    depths = parse_depths(args.generator_depths)
+    layers = getattr(args, "generator_layers", None)
+    if layers is not None:
+        if max(depths) > layers:
+            raise ModelConfigError(
+                f"--generator-depths {args.generator_depths} asks for depth {max(depths)} but "
+                f"--generator-layers is {layers}: lower the depth or raise --generator-layers"
+            )
+        if layers > max(depths):
+            raise ModelConfigError(
+                f"--generator-layers {layers} is deeper than the deepest head "
+                f"(--generator-depths {args.generator_depths}): layers above it would never "
+                "train; drop --generator-layers or add that depth"
+            )
+    for width, heads, flag in (
+        (args.encoder_embed_dim, args.encoder_attention_heads, "--encoder"),
+        (args.generator_embed_dim, args.generator_attention_heads, "--generator"),
+    ):
+        if width % heads:
+            raise ModelConfigError(
+                f"{flag}-embed-dim {width} is not divisible by {flag}-attention-heads {heads}"
+            )
+    if args.rel_pos_bins and (args.rel_pos_bins < 4 or args.rel_pos_bins % 2):
+        raise ModelConfigError(f"--rel-pos-bins must be 0 (off) or an even number >= 4, got {args.rel_pos_bins}")
+
+
+# ---------------------------------------------------------------------- architectures
+
+
+def base_architecture(args):
+    """Defaults shared by every architecture (BERT/ELECTRA-base sizes)."""
+
+    def default(name, value):
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+
+    default("encoder_layers", 12)
+    default("encoder_embed_dim", 768)
+    default("encoder_ffn_embed_dim", 4 * args.encoder_embed_dim)
+    default("encoder_attention_heads", max(1, args.encoder_embed_dim // 64))
+    default("token_embed_dim", args.encoder_embed_dim)
+    default("max_positions", 512)
+    default("encoder_normalize_before", False)
+    default("rel_pos_bins", 0)
+    default("max_rel_pos", 128)
+    default("dropout", 0.1)
+    default("attention_dropout", 0.1)
+    default("activation_dropout", 0.0)
+    default("generator_depths", "12")
+    default("generator_embed_dim", args.encoder_embed_dim)
+    default("generator_ffn_embed_dim", 4 * args.generator_embed_dim)
+    default("generator_attention_heads", max(1, args.generator_embed_dim // 64))
+    default("generator_dropout", 0.0)
+    default("no_generator_stop_gradient", False)
+    default("hardness_head", False)
+    default("pooler_activation_fn", "tanh")
+    default("pooler_dropout", 0.1)
+
+
+def _architecture(name: str, **sizes):
+    """Register ``name`` with these defaults (any of them can still be set on the CLI)."""
+    from fairseq.models import register_model_architecture
+
+    def apply(args):
+        for key, value in sizes.items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
+        base_architecture(args)
+
+    apply.__name__ = name
+    register_model_architecture("amos", name)(apply)
+
+
+_AMOS_REL_POS = dict(rel_pos_bins=32, max_rel_pos=128)  # AMOS / COCO-LM use T5-style bias
+
+_architecture("amos_tiny", encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=256,
+              encoder_attention_heads=2, generator_embed_dim=64, generator_ffn_embed_dim=256,
+              generator_attention_heads=2, generator_depths="1,2,3", **_AMOS_REL_POS)
+_architecture("amos_small", encoder_layers=12, encoder_embed_dim=256, encoder_ffn_embed_dim=1024,
+              encoder_attention_heads=4, token_embed_dim=128, generator_embed_dim=256,
+              generator_ffn_embed_dim=1024, generator_attention_heads=4, generator_depths="4,6,8",
+              **_AMOS_REL_POS)
+_architecture("amos_base", encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
+              encoder_attention_heads=12, generator_embed_dim=768, generator_ffn_embed_dim=3072,
+              generator_attention_heads=12, generator_depths="4,6,8", **_AMOS_REL_POS)
+_architecture("amos_large", encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
+              encoder_attention_heads=16, generator_embed_dim=1024, generator_ffn_embed_dim=4096,
+              generator_attention_heads=16, generator_depths="4,6,8", **_AMOS_REL_POS)
+_architecture("electra_tiny", encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=256,
+              encoder_attention_heads=2, generator_embed_dim=32, generator_ffn_embed_dim=128,
+              generator_attention_heads=1, generator_depths="2")
+_architecture("electra_small", encoder_layers=12, encoder_embed_dim=256, encoder_ffn_embed_dim=1024,
+              encoder_attention_heads=4, token_embed_dim=128, generator_embed_dim=64,
+              generator_ffn_embed_dim=256, generator_attention_heads=1, generator_depths="12")
+_architecture("electra_base", encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
+              encoder_attention_heads=12, generator_embed_dim=256, generator_ffn_embed_dim=1024,
+              generator_attention_heads=4, generator_depths="12")
+_architecture("electra_large", encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
+              encoder_attention_heads=16, generator_embed_dim=256, generator_ffn_embed_dim=1024,
+              generator_attention_heads=4, generator_depths="24")

@@ -1,0 +1,1 @@
+"""Network building blocks: encoder stack, shared-depth generator, heads, position bias."""

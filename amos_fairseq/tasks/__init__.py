@@ -1,0 +1,1 @@
+from . import amos_rtd  # noqa: F401

@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Raw text -> sentencepiece model -> encoded train/valid -> fairseq data directory.
+
+    python scripts/prepare_corpus.py corpus.txt[.xz|.gz] [more files] --out DIR \
+        [--vocab-size 8000] [--valid-lines 500] [--spm-sample-lines 2000000] [--force]
+
+Writes under DIR: ``spm.model``/``spm.vocab`` (the tokenizer), ``dict.txt`` (the fixed
+fairseq vocabulary derived from the sentencepiece vocabulary, so fine-tuning data built
+later with ``--srcdict`` shares ids exactly), ``train.spm``/``valid.spm`` (encoded text) and
+``data-bin/`` (made by ``fairseq-preprocess --only-source``), the directory to pass to
+``fairseq-train``. Lines are streamed; blank lines separate documents (kept, so
+``--sample-break-mode complete_doc`` works). An existing DIR is refused unless ``--force``.
+"""
+
+import argparse
+import gzip
+import lzma
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+# Symbols fairseq's Dictionary puts first itself; sentencepiece's own are mapped onto them.
+SPM_CONTROL = {"<unk>", "<s>", "</s>", "<pad>"}
+
+
+def open_text(path):
+    """Open plain, .xz or .gz text for reading as UTF-8."""
+    if path.endswith(".xz"):
+        return lzma.open(path, "rt", encoding="utf-8", errors="replace")
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def iter_lines(paths):
+    for path in paths:
+        with open_text(path) as f:
+            for line in f:
+                yield line.rstrip("\n")
+
+
+class Progress:
+    """A line every few seconds on stderr: what is done, how fast."""
+
+    def __init__(self, what, every=5.0):
+        self.what, self.every, self.start, self.last, self.count = what, every, time.time(), time.time(), 0
+
+    def step(self, n=1):
+        self.count += n
+        now = time.time()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = self.count / max(now - self.start, 1e-9)
+            print(f"[{self.what}] {self.count:,} lines ({rate:,.0f}/s)", file=sys.stderr, flush=True)
+
+    def done(self):
+        print(f"[{self.what}] {self.count:,} lines in {time.time() - self.start:.1f}s", file=sys.stderr, flush=True)
+
+
+def train_sentencepiece(paths, out_dir, vocab_size, sample_lines, model_type, seed):
+    """Train on (a reservoir sample of) the non-blank lines. Returns the model path."""
+    import sentencepiece as spm
+
+    rng = random.Random(seed)
+    reservoir, progress = [], Progress("spm sample")
+    for i, line in enumerate(l for l in iter_lines(paths) if l.strip()):
+        if len(reservoir) < sample_lines:
+            reservoir.append(line)
+        else:
+            j = rng.randrange(i + 1)
+            if j < sample_lines:
+                reservoir[j] = line
+        progress.step()
+    progress.done()
+    if not reservoir:
+        sys.exit(f"error: no text in {paths}")
+    prefix = os.path.join(out_dir, "spm")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(reservoir),
+        model_prefix=prefix,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=1.0,
+        # ids match fairseq's Dictionary layout: <s>=0 <pad>=1 </s>=2 <unk>=3
+        bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+        input_sentence_size=len(reservoir),
+        shuffle_input_sentence=True,
+        minloglevel=2,
+    )
+    return prefix + ".model"
+
+
+def write_dictionary(spm_model_path, dict_path):
+    """dict.txt with every sentencepiece piece but the control symbols, in id order."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=spm_model_path)
+    with open(dict_path, "w", encoding="utf-8") as f:
+        for i in range(sp.get_piece_size()):
+            piece = sp.id_to_piece(i)
+            if piece in SPM_CONTROL:
+                continue
+            # The count is unused by fairseq-preprocess --srcdict; keep the id order stable.
+            f.write(f"{piece} {sp.get_piece_size() - i}\n")
+
+
+def encode(paths, spm_model_path, train_out, valid_out, valid_lines, seed):
+    """Encode every line; a random ``valid_lines`` of the non-blank lines go to valid."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=spm_model_path)
+    total = sum(1 for l in iter_lines(paths) if l.strip())
+    if total <= valid_lines:
+        sys.exit(f"error: the corpus has {total} non-blank lines; --valid-lines {valid_lines} leaves no training data")
+    valid_ids = set(random.Random(seed).sample(range(total), valid_lines))
+    progress, k = Progress("encode"), 0
+    with open(train_out, "w", encoding="utf-8") as train, open(valid_out, "w", encoding="utf-8") as valid:
+        for line in iter_lines(paths):
+            if not line.strip():
+                train.write("\n")  # document boundary
+                continue
+            pieces = " ".join(sp.encode(line.strip(), out_type=str))
+            (valid if k in valid_ids else train).write(pieces + "\n")
+            k += 1
+            progress.step()
+    progress.done()
+
+
+def binarize(out_dir, workers):
+    cmd = [
+        shutil.which("fairseq-preprocess") or "fairseq-preprocess",
+        "--only-source",
+        "--srcdict", os.path.join(out_dir, "dict.txt"),
+        "--trainpref", os.path.join(out_dir, "train.spm"),
+        "--validpref", os.path.join(out_dir, "valid.spm"),
+        "--destdir", os.path.join(out_dir, "data-bin"),
+        "--workers", str(workers),
+    ]
+    print("[binarize] " + " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", help="raw text files (.txt, .xz, .gz)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
+    parser.add_argument("--valid-lines", type=int, default=500)
+    parser.add_argument("--spm-sample-lines", type=int, default=2_000_000,
+                        help="sentencepiece trains on a uniform sample of this many lines")
+    parser.add_argument("--spm-model", help="reuse this sentencepiece model instead of training one")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--force", action="store_true", help="replace an existing --out directory")
+    args = parser.parse_args(argv)
+
+    for path in args.inputs:
+        if not os.path.isfile(path):
+            sys.exit(f"error: input {path!r} does not exist")
+    if os.path.exists(args.out):
+        if not args.force:
+            sys.exit(f"error: {args.out!r} exists; choose another --out or pass --force to replace it")
+        shutil.rmtree(args.out)
+    os.makedirs(args.out)
+
+    if args.spm_model:
+        shutil.copy(args.spm_model, os.path.join(args.out, "spm.model"))
+        spm_model = os.path.join(args.out, "spm.model")
+    else:
+        spm_model = train_sentencepiece(
+            args.inputs, args.out, args.vocab_size, args.spm_sample_lines, args.model_type, args.seed
+        )
+    write_dictionary(spm_model, os.path.join(args.out, "dict.txt"))
+    encode(args.inputs, spm_model, os.path.join(args.out, "train.spm"), os.path.join(args.out, "valid.spm"),
+           args.valid_lines, args.seed)
+    binarize(args.out, args.workers)
+    print(f"[done] fairseq data directory: {os.path.join(args.out, 'data-bin')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
