@@ -131,7 +131,8 @@ def encode(paths, spm_model_path, train_out, valid_out, valid_lines, seed):
 
 def binarize(out_dir, workers):
     cmd = [
-        shutil.which("fairseq-preprocess") or "fairseq-preprocess",
+        # fairseq-preprocess of the running interpreter, whether or not its venv is active
+        sys.executable, "-m", "fairseq_cli.preprocess",
         "--only-source",
         "--srcdict", os.path.join(out_dir, "dict.txt"),
         "--trainpref", os.path.join(out_dir, "train.spm"),
