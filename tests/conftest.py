@@ -2,6 +2,7 @@
 
 import lzma
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,25 +67,57 @@ def fairseq_train(data, save_dir, *args, check=True, env=None):
     return proc
 
 
+_METRIC = re.compile(r"\b([a-z_][a-z0-9_]*)(?:=| )(-?\d+(?:\.\d+)?(?:e-?\d+)?)(?=[,| ]|$)")
+
+
 def parse_log(text: str, kind: str = "train_inner"):
-    """Rows of metrics from fairseq's simple log format, for lines of ``kind``."""
+    """Rows of metrics (name -> float) from fairseq's simple log lines of ``kind``
+    (train_inner, train, valid)."""
     rows = []
     for line in text.splitlines():
-        if f"| {kind} |" not in line:
-            continue
-        body = line.split(f"| {kind} |", 1)[1]
-        row = {}
-        for part in body.replace("|", ",").split(","):
-            part = part.strip()
-            if "=" in part:
-                key, value = part.split("=", 1)
-            elif " " in part:
-                key, value = part.rsplit(" ", 1)
-            else:
-                continue
-            try:
-                row[key.strip()] = float(value)
-            except ValueError:
-                pass
-        rows.append(row)
+        if f"| {kind} |" in line:
+            body = line.split(f"| {kind} |", 1)[1]
+            rows.append({k: float(v) for k, v in _METRIC.findall(body)})
     return rows
+
+
+def build_model(arch="amos_tiny", criterion="electra", vocab_words=60, **overrides):
+    """An in-process (model, task) pair for a tiny architecture over a synthetic dictionary.
+
+    ``overrides`` are model args (e.g. generator_depths="2,3,4", rel_pos_bins=0).
+    """
+    import argparse
+
+    from fairseq.data import Dictionary
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+
+    from amos_fairseq.models.amos import AmosModel
+    from amos_fairseq.tasks.amos_rtd import AmosRTDConfig, AmosRTDTask
+
+    dictionary = Dictionary()
+    for i in range(vocab_words):
+        dictionary.add_symbol(f"w{i}")
+    task = AmosRTDTask(AmosRTDConfig(data="unused", tokens_per_sample=32), dictionary)
+    args = argparse.Namespace(arch=arch, criterion=criterion, **overrides)
+    ARCH_CONFIG_REGISTRY[arch](args)
+    return AmosModel.build_model(args, task), task
+
+
+def random_batch(task, batch=4, length=20, mask_prob=0.3, seed=0):
+    """A batch shaped like the task's: (net_input dict, target [B, T]). Some rows padded."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    d = task.dictionary
+    target = torch.randint(d.nspecial, task.mask_idx, (batch, length), generator=g)
+    target[:, 0] = d.bos()
+    lengths = torch.randint(length // 2, length + 1, (batch,), generator=g)
+    lengths[0] = length
+    for i, n in enumerate(lengths.tolist()):
+        target[i, n - 1] = d.eos()
+        target[i, n:] = d.pad()
+    real = target.ge(d.nspecial)
+    masked = (torch.rand(target.shape, generator=g) < mask_prob) & real
+    masked[:, 1] = True  # at least one per row
+    src = target.masked_fill(masked, task.mask_idx)
+    return {"src_tokens": src, "src_lengths": lengths, "masked_tokens": masked}, target
