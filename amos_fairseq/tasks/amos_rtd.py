@@ -215,6 +215,13 @@ class AmosRTDTask(FairseqTask):
             )
         return super().build_model(cfg, from_checkpoint)
 
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        # fairseq passes the update count to the model only; criteria with schedules
+        # (e.g. focal_hardness's alpha ramp) read it through the same hook.
+        if hasattr(criterion, "set_num_updates"):
+            criterion.set_num_updates(update_num)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
     @property
     def source_dictionary(self):
         return self.dictionary

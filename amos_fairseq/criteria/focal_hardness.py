@@ -1,0 +1,241 @@
+"""Focal-hardness: a focal generator loss plus hardness-guided replacement sampling with
+importance weights (after Hao et al., "Learning to Sample Replacements for ELECTRA
+Pre-Training", 2021).
+
+The paper's exact hardness head and formulas were not available; what is implemented here
+is the importance-sampling formulation of its abstract, built from standard
+importance-sampling theory:
+
+1. Focal generator loss, mean over the masked positions M of
+   ``-(1 - p_t(x_t))^gamma * log p_t(x_t)`` (``--focal-gamma``, default 1; 0 is plain MLM),
+   so the generator stops putting nearly all its mass on the original token.
+2. A hardness head on the generator's last hidden state gives vocabulary logits u_t;
+   ``h_t(v) = sigmoid(u_t(v))`` predicts the discriminator's error probability at t if v were
+   placed there, 1 - P_D(correct label). That is the magnitude of the RTD loss gradient at
+   the discriminator's logit, the quantity variance-optimal importance sampling is
+   proportional to. It is trained by BCE on the placed token only, against the realised
+   error probability at t (detached).
+3. Proposal ``q_t(v) ~ p_t(v) * (h_t(v) + eps)^alpha``, drawn by Gumbel-max on
+   ``log p_t + alpha * log(h_t + eps)`` in fp32, without gradient; alpha ramps linearly from
+   0 over ``--hardness-warmup-updates`` while the head is still untrained. ``eps`` keeps q > 0
+   wherever p > 0, which unbiasedness needs.
+4. Importance weights ``w_t = p_t(v_t) / q_t(v_t)``, detached, clipped at
+   ``--max-importance-weight`` and normalised to mean 1 over the batch's masked positions,
+   multiply the RTD loss at masked positions: E_q[w * loss] = E_p[loss], so the
+   discriminator's objective stays ELECTRA's in expectation (up to the clip) while it sees
+   more of the replacements it gets wrong. ``--no-importance-weights`` gives plain
+   hard-negative sampling.
+
+Normalisation follows ``RTDCriterion``: every term is a sum, ``sample_size`` = |M|, so the
+hardness BCE enters as ``hardness_loss_weight * sum_M(BCE)``, i.e. a mean per masked
+position after fairseq's division, like the generator loss.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from fairseq import utils
+from fairseq.criterions import register_criterion
+from fairseq.logging import metrics
+
+from ..models.amos import PretrainingOutput, Replacement
+from ..modules.generator import GeneratorOutput
+from .rtd import RTDCriterion, RTDCriterionConfig
+from .sampling import gumbel_max
+
+
+@dataclass
+class FocalHardnessCriterionConfig(RTDCriterionConfig):
+    focal_gamma: float = field(
+        default=1.0, metadata={"help": "focal exponent of the generator loss (0 is plain MLM cross-entropy)"}
+    )
+    hardness_loss_weight: float = field(
+        default=1.0, metadata={"help": "weight of the hardness head's BCE (per masked position, like the MLM loss)"}
+    )
+    hardness_alpha: float = field(
+        default=1.0, metadata={"help": "exponent alpha of the proposal p * (h + eps)^alpha; 0 samples from p"}
+    )
+    hardness_warmup_updates: int = field(
+        default=1000, metadata={"help": "updates over which alpha ramps linearly from 0 (the head starts untrained)"}
+    )
+    hardness_eps: float = field(
+        default=0.1, metadata={"help": "eps in (h + eps)^alpha; bounds p/q by (E_p[h] + eps) / eps"}
+    )
+    max_importance_weight: float = field(
+        default=10.0, metadata={"help": "clip the importance weights p/q at this value before normalising"}
+    )
+    no_importance_weights: bool = field(
+        default=False, metadata={"help": "RTD loss unweighted: plain hard-negative sampling (biased)"}
+    )
+
+
+def hardness_proposal(log_p: torch.Tensor, hardness_logits: torch.Tensor, alpha: float, eps: float):
+    """Draw from q ~ p * (sigmoid(u) + eps)^alpha by Gumbel-max, in fp32, without gradient.
+
+    log_p [M, V] generator log-probabilities (-inf where nothing may be placed),
+    hardness_logits u [M, V] -> (tokens [M] long, log_importance [M] = log p(v) - log q(v)).
+    """
+    with torch.no_grad():
+        log_p = log_p.float()
+        log_q = log_p
+        if alpha != 0:
+            log_h = torch.log(torch.sigmoid(hardness_logits.float()) + eps)
+            log_q = torch.log_softmax(log_p + alpha * log_h, dim=-1)
+        tokens = gumbel_max(log_q)
+        picked = tokens.unsqueeze(-1)
+        log_importance = (log_p.gather(-1, picked) - log_q.gather(-1, picked)).squeeze(-1)
+    return tokens, log_importance
+
+
+def discriminator_error(rtd_logits: torch.Tensor, replaced: torch.Tensor) -> torch.Tensor:
+    """1 - P_D(correct label) from RTD logits [N] (>0 means 'replaced') and labels [N] bool."""
+    prob_replaced = torch.sigmoid(rtd_logits.float())
+    return torch.where(replaced, 1.0 - prob_replaced, prob_replaced)
+
+
+@register_criterion("focal_hardness", dataclass=FocalHardnessCriterionConfig)
+class FocalHardnessCriterion(RTDCriterion):
+    """L = focal MLM + lambda * (importance-weighted) RTD + weight * hardness BCE.
+
+    Replacements come from p * (h + eps)^alpha of the deepest generator; see the module
+    docstring for the formulation and its provenance.
+    """
+
+    def __init__(
+        self,
+        task,
+        rtd_weight: float,
+        focal_gamma: float,
+        hardness_loss_weight: float,
+        hardness_alpha: float,
+        hardness_warmup_updates: int,
+        hardness_eps: float,
+        max_importance_weight: float,
+        no_importance_weights: bool,
+    ):
+        super().__init__(task, rtd_weight, focal_gamma)
+        if hardness_eps <= 0 and not no_importance_weights:
+            raise ValueError(
+                f"--hardness-eps must be > 0 (got {hardness_eps}): with eps 0 the proposal can give "
+                "probability 0 to tokens the generator proposes and the importance weights are "
+                "no longer unbiased; use e.g. --hardness-eps 0.1, or --no-importance-weights"
+            )
+        if max_importance_weight <= 0:
+            raise ValueError(f"--max-importance-weight must be > 0, got {max_importance_weight}")
+        if hardness_warmup_updates < 0:
+            raise ValueError(f"--hardness-warmup-updates must be >= 0, got {hardness_warmup_updates}")
+        self.hardness_loss_weight = hardness_loss_weight
+        self.hardness_alpha = hardness_alpha
+        self.hardness_warmup_updates = hardness_warmup_updates
+        self.hardness_eps = hardness_eps
+        self.max_importance_weight = max_importance_weight
+        self.use_importance_weights = not no_importance_weights
+        self.num_updates = 0
+
+    # ------------------------------------------------------------------ schedule
+
+    def set_num_updates(self, num_updates: int) -> None:
+        """Called by the amos_rtd task before every training step."""
+        self.num_updates = num_updates
+
+    @property
+    def current_alpha(self) -> float:
+        """alpha ramped linearly from 0 over the warm-up updates."""
+        if self.hardness_warmup_updates <= 0:
+            return self.hardness_alpha
+        return self.hardness_alpha * min(1.0, self.num_updates / self.hardness_warmup_updates)
+
+    # ------------------------------------------------------------------ hooks
+
+    def sample(self, model, generated: GeneratorOutput) -> Replacement:
+        """Draw v_t ~ q_t from the deepest generator; keep what the losses need.
+
+        extras: ``hardness_logit`` [M] u_t(v_t) with gradient (trains the head),
+        ``log_importance`` [M] log p(v_t) - log q(v_t), detached.
+        """
+        head = getattr(model, "hardness_head", None)
+        if head is None:
+            raise RuntimeError(
+                "--criterion focal_hardness needs the model's hardness head, which is built when "
+                "the model is created with --criterion focal_hardness (or --hardness-head); this "
+                "model has none: build it again with one of those flags"
+            )
+        hardness_logits = head(generated.hiddens[-1])  # [M, V]
+        log_p = torch.log_softmax(self.unplaceable_fill(model, generated.logits[-1].detach().float()), dim=-1)
+        tokens, log_importance = hardness_proposal(log_p, hardness_logits, self.current_alpha, self.hardness_eps)
+        placed_logit = hardness_logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return Replacement(tokens=tokens, extras={"hardness_logit": placed_logit, "log_importance": log_importance})
+
+    def importance_weights(self, log_importance: torch.Tensor):
+        """Raw log p/q [M] -> (applied weights [M], clipped raw weights [M], raw weights [M]).
+
+        Applied = clipped and normalised to mean 1 over these M positions (all detached).
+        """
+        raw = log_importance.detach().float().exp()
+        clipped = raw.clamp(max=self.max_importance_weight)
+        return clipped / clipped.mean().clamp(min=1e-12), clipped, raw
+
+    def rtd_weights(self, out: PretrainingOutput, masked_in_non_pad: torch.Tensor) -> Optional[torch.Tensor]:
+        if not self.use_importance_weights:
+            return None
+        applied, _, _ = self.importance_weights(out.replacement.extras["log_importance"])
+        weights = torch.ones(masked_in_non_pad.shape, dtype=applied.dtype, device=applied.device)
+        # masked positions appear in the same row-major order in both tensors
+        weights[masked_in_non_pad] = applied
+        return weights
+
+    def extra_losses(self, out: PretrainingOutput, rtd_labels, rtd_logits, masked_in_non_pad, log: Dict):
+        extras = out.replacement.extras
+        replaced = rtd_labels[masked_in_non_pad]  # [M]
+        target = discriminator_error(rtd_logits[masked_in_non_pad].detach(), replaced)
+        placed_logit = extras["hardness_logit"].float()
+        hardness_loss = F.binary_cross_entropy_with_logits(placed_logit, target, reduction="sum")
+
+        _, clipped, raw = self.importance_weights(extras["log_importance"])
+        log.update(
+            hardness_loss=hardness_loss.detach(),
+            hardness_pred=torch.sigmoid(placed_logit.detach()).sum(),
+            hardness_target=target.sum(),
+            sample_eq_orig=(~replaced).sum(),
+            iw_sum=clipped.sum(),
+            iw_sq_sum=clipped.pow(2).sum(),
+            iw_max=raw.max() if raw.numel() else raw.new_zeros(()),
+            hardness_alpha=self.current_alpha,
+        )
+        return self.hardness_loss_weight * hardness_loss
+
+    # ------------------------------------------------------------------ metrics
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        # iw_max and hardness_alpha are not sums: fairseq must hand every micro-batch's
+        # output to reduce_metrics instead of adding them up.
+        return False
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        if not logging_outputs or "iw_sum" not in logging_outputs[0]:
+            return
+
+        def total(key):
+            return utils.item(sum(log.get(key, 0) for log in logging_outputs))
+
+        masked = total("sample_size")
+        n = max(masked, 1)
+        iw_sum, iw_sq_sum = total("iw_sum"), total("iw_sq_sum")
+        metrics.log_scalar("hardness_loss", total("hardness_loss") / n, masked, round=4)
+        metrics.log_scalar("hardness_pred", total("hardness_pred") / n, masked, round=4)
+        metrics.log_scalar("hardness_target", total("hardness_target") / n, masked, round=4)
+        metrics.log_scalar("sample_eq_orig", total("sample_eq_orig") / n, masked, round=4)
+        # mean of the clipped weights before normalisation: about 1 unless the clip bites
+        metrics.log_scalar("iw_mean", iw_sum / n, masked, round=4)
+        # effective sample size per position, pooled over every micro-batch and worker
+        metrics.log_scalar("iw_ess", iw_sum**2 / max(iw_sq_sum, 1e-12) / n, masked, round=4)
+        # largest raw p/q in the update (averaged over the log interval's updates)
+        metrics.log_scalar("iw_max", max(utils.item(log.get("iw_max", 0)) for log in logging_outputs), 1, round=3)
+        metrics.log_scalar(
+            "hardness_alpha", max(utils.item(log.get("hardness_alpha", 0)) for log in logging_outputs), 1, round=3
+        )
