@@ -21,6 +21,7 @@ TINY_TRAIN_ARGS = [
     "--batch-size", "16",
     "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
     "--lr", "1e-3", "--lr-scheduler", "polynomial_decay", "--warmup-updates", "5",
+    "--total-num-update", "1000",  # callers may pass it again; the last value wins
     "--log-format", "simple", "--log-interval", "5",
     "--num-workers", "0", "--seed", "1",
     "--no-epoch-checkpoints", "--disable-validation",
@@ -55,9 +56,11 @@ def data_bin(tiny_corpus):
     return tiny_corpus / "data-bin"
 
 
-def fairseq_train(data, save_dir, *args, check=True, env=None):
-    """Run the real fairseq-train CLI; returns the CompletedProcess (stdout+stderr in .stdout)."""
-    cmd = [str(BIN / "fairseq-train"), str(data), "--save-dir", str(save_dir), *TINY_TRAIN_ARGS, *map(str, args)]
+def fairseq_train(data, save_dir, *args, check=True, env=None, validate=False):
+    """Run the real fairseq-train CLI; returns the CompletedProcess (stdout+stderr in .stdout).
+    ``validate=True`` keeps fairseq's validation (TINY_TRAIN_ARGS disable it)."""
+    base = [a for a in TINY_TRAIN_ARGS if not (validate and a == "--disable-validation")]
+    cmd = [str(BIN / "fairseq-train"), str(data), "--save-dir", str(save_dir), *base, *map(str, args)]
     proc = subprocess.run(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, **(env or {})}, cwd=str(ROOT),

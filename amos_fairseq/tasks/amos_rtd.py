@@ -133,6 +133,13 @@ class AmosRTDTask(FairseqTask):
                 "line from dict.txt (and binarize again if ids shifted)"
             )
         logger.info("dictionary: %d types (+ <mask>)", len(dictionary))
+        # Checked here, not only when a split is loaded: fairseq loads the training data
+        # after the checkpoint, and a mismatch must stop the run before that.
+        for path in paths:
+            for split in ("train", "valid"):
+                data = data_utils.load_indexed_dataset(os.path.join(path, split), dictionary)
+                if data is not None:
+                    check_vocabulary(data, len(dictionary) - 1, os.path.join(path, split))
         return cls(cfg, dictionary)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
