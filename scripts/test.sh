@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up .venv (when needed) and run the test suite. Extra arguments go to pytest.
+#
+#   bash scripts/test.sh                 # everything (~10 min on 2 CPU cores)
+#   bash scripts/test.sh tests/test_model.py -x
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+EXTRAS="${EXTRAS:-test,hf,plot}" bash scripts/setup_env.sh
+exec .venv/bin/python -m pytest "$@"
