@@ -1,0 +1,63 @@
+"""Smoke test of the benchmark harness on the tiniest setting, plus its measuring helpers."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import run as bench  # noqa: E402
+from benchmarks.worker import count_flops, make_batch  # noqa: E402
+
+
+def test_synthetic_batch_masks_exactly_mask_prob_of_words_and_never_specials():
+    tokens, selected = make_batch(batch=4, length=50, vocab_size=300, mask_prob=0.2, seed=3)
+    assert tokens.shape == selected.shape == (4, 50)
+    assert (tokens[:, 0] == 0).all() and (tokens[:, -1] == 2).all()
+    assert not selected[:, 0].any() and not selected[:, -1].any()
+    assert selected.sum(1).tolist() == [round(0.2 * 48)] * 4
+    words = tokens[:, 1:-1]
+    assert words.min() >= 4 and words.max() <= 300 - 2  # never a special or <mask>
+    # Zipf-like: the most frequent word is far more common than the median one.
+    counts = torch.bincount(words.flatten(), minlength=300)
+    assert counts[4] > 5 * counts[150]
+
+
+def test_flop_counter_counts_cpu_attention_forward_and_backward():
+    q = torch.randn(2, 4, 32, 16, requires_grad=True)
+    bias = torch.zeros(2, 1, 1, 32)
+
+    def step():
+        F.scaled_dot_product_attention(q, q, q, attn_mask=bias).sum().backward()
+
+    forward = 2 * (2 * 2 * 4 * 32 * 32 * 16)  # QK^T and PV
+    # The flash backward recomputes QK^T and does four more matmuls: 2.5 forwards.
+    assert count_flops(step) == forward + 5 * forward // 2
+
+
+def test_harness_writes_json_and_table(tmp_path):
+    out = tmp_path / "tiny"
+    bench.main(["--size", "tiny", "--batch", "2x16", "--steps", "2", "--warmup", "1", "--vocab-size", "200",
+                "--only", "electra,matmul", "--threads", "1", "--out", str(out)])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert {"settings", "machine", "results", "ratios", "labels"} <= set(report)
+    assert report["settings"]["batch"] == 2 and report["settings"]["length"] == 16
+    electra = report["results"]["electra"]
+    assert "error" not in electra, electra.get("error")
+    for key in ("step_time_s", "tokens_per_s", "peak_mem_mb", "step_flops", "achieved_flops",
+                "matmul_flops", "matmul_share", "parameters", "step_times"):
+        assert key in electra, key
+    assert len(electra["step_times"]) == 2
+    assert abs(electra["tokens_per_s"] * electra["step_time_s"] - 32) < 1e-6
+    assert electra["peak_mem_mb"] > 0 and electra["step_flops"] > 0
+    # A training step does at least 6 FLOPs per parameter of the discriminator's layers per token;
+    # the count must be of that order, not zero or off by orders of magnitude.
+    assert 1e5 < electra["step_flops"] < 1e10
+    assert 0 < electra["matmul_share"] < 1
+    assert report["results"]["matmul"]["matmul_flops"] > 1e8
+    table = out.with_suffix(".md").read_text()
+    assert "| electra |" in table and "| matmul |" in table
