@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Export an amos_rtd pretraining checkpoint to a HuggingFace transformers directory.
+
+    python scripts/export_hf.py CHECKPOINT --out DIR [--data DATA_BIN] [--spm spm.model]
+        [--generator-depth K | --no-generator] [--no-verify] [--force]
+
+DIR gets the discriminator as ``ElectraForPreTraining`` (config.json, model.safetensors) and
+a tokenizer that gives the fairseq pipeline's ids; DIR/generator the depth-K generator as
+``ElectraForMaskedLM``. Both load offline with ``from_pretrained(DIR)`` /
+``AutoTokenizer.from_pretrained(DIR)``. Models with a relative position bias
+(``--rel-pos-bins`` > 0) or pre-LN layers (``--encoder-normalize-before``) are refused: HF
+ELECTRA cannot compute them. Needs ``pip install -e .[hf]``.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="fairseq checkpoint of `fairseq-train --task amos_rtd`")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--data", help="pretraining data directory with dict.txt (default: the one in the checkpoint)")
+    parser.add_argument("--spm", help="sentencepiece model (default: spm.model in --data or its parent)")
+    parser.add_argument("--generator-depth", type=int,
+                        help="which of the trained generator depths to export (default: the deepest)")
+    parser.add_argument("--no-generator", action="store_true", help="export the discriminator only")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip loading the export back and comparing it with the fairseq model")
+    parser.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
+    args = parser.parse_args(argv)
+
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
+        sys.exit(f"error: {args.out!r} exists and is not empty; choose another --out or pass --force")
+    try:
+        from amos_fairseq.export import ExportError, export_pretrained
+    except ImportError as e:
+        sys.exit(f"error: {e}")
+
+    start = time.time()
+    try:
+        result = export_pretrained(
+            args.checkpoint,
+            args.out,
+            data=args.data,
+            spm_model=args.spm,
+            generator=not args.no_generator,
+            generator_depth=args.generator_depth,
+            verify=not args.no_verify,
+        )
+    except ExportError as e:  # TokenizerExportError is one too
+        sys.exit(f"error: {e}")
+    print(f"[export] discriminator (ElectraForPreTraining) + tokenizer: {result.out_dir}")
+    if result.generator_dir:
+        print(f"[export] generator depth {result.generator_depth} (ElectraForMaskedLM): {result.generator_dir}")
+    for name, diff in result.max_abs_diff.items():
+        print(f"[verify] max |hf - fairseq| {name}: {diff:.2e}")
+    print(f"[done] {time.time() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
