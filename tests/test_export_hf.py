@@ -1,6 +1,7 @@
 """Export to HuggingFace transformers: exact models, exact tokenizer, refusals, fine-tuning."""
 
 import csv
+import importlib.util
 import json
 import lzma
 import os
@@ -293,6 +294,13 @@ def test_inexpressible_architectures_are_refused(checkpoint, data_bin, tmp_path,
     with pytest.raises(ExportError, match=re.escape(flag)):
         export_pretrained(str(path), str(tmp_path / "out"), data=str(data_bin))
     assert not (tmp_path / "out").exists(), "refused before anything is written"
+    # The script says the same as a one-line error, not a traceback.
+    spec = importlib.util.spec_from_file_location("export_hf_script", EXPORT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([str(path), "--out", str(tmp_path / "cli"), "--data", str(data_bin)])
+    assert str(exit_info.value).startswith("error: ") and flag in str(exit_info.value)
 
 
 def _save_like_fairseq(model, cfg, path):

@@ -12,6 +12,7 @@ from .hf import ExportResult, export_pretrained, load_pretraining_model  # noqa:
 from .tokenizer import TokenizerExportError, export_tokenizer, fairseq_ids  # noqa: E402
 
 __all__ = [
+    "hide_broken_torchaudio",
     "ExportError",
     "ExportResult",
     "TokenizerExportError",
