@@ -50,7 +50,8 @@ case "$SIZE/$family" in
     *) echo "error: SIZE must be small or base (or tiny), got '$SIZE'" >&2; exit 2 ;;
 esac
 ARCH="${family}_${SIZE}"
-WORK="${WORK:-runs/pretrain/$METHOD-$SIZE${MODE/gpu/}}"
+suffix=""; [ "$MODE" = cpu ] && suffix="-cpu"
+WORK="${WORK:-runs/pretrain/$METHOD-$SIZE$suffix}"
 LR="${LR:-$lr}"; WARMUP="${WARMUP:-$warmup}"; SEED="${SEED:-1}"
 
 if [ "$MODE" = cpu ]; then

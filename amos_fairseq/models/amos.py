@@ -20,6 +20,7 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
+from ..modules.straight_through import add_relaxed_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -233,11 +234,11 @@ class AmosModel(BaseFairseqModel):
         disc_tokens = src_tokens.masked_scatter(masked_tokens, replacement.tokens.to(src_tokens.dtype))
         token_embeds = None
         if replacement.relaxed is not None:
-            table = self.token_embeddings.weight
-            token_embeds = self.token_embeddings(disc_tokens)
             # relaxed is zero-valued: the forward embedding stays exactly E[token], while the
-            # backward pass carries the soft sample's gradient to the sampler.
-            token_embeds[masked_tokens] = token_embeds[masked_tokens] + replacement.relaxed.to(table.dtype) @ table
+            # backward pass carries the soft sample's gradient (grad @ E^T) to the sampler.
+            token_embeds = add_relaxed_embedding(
+                self.token_embeddings(disc_tokens), replacement.relaxed, self.token_embeddings.weight, masked_tokens
+            )
         features = self.extract_features(disc_tokens, token_embeds)
         non_pad = disc_tokens.ne(self.padding_idx)
         return PretrainingOutput(
@@ -265,6 +266,16 @@ class AmosModel(BaseFairseqModel):
         fine-tuning, and classification heads that are not registered here."""
         prefix = name + "." if name else ""
         super().upgrade_state_dict_named(state_dict, name)
+        positions = state_dict.get(prefix + "discriminator.embeddings.position_embeddings.weight")
+        ours = self.discriminator.embeddings.position_embeddings.num_embeddings
+        if positions is not None and positions.size(0) != ours:
+            # sentence_prediction sets the model's --max-positions from the task's flag, so
+            # a fine-tuning run must name the pretraining value (it also bounds truncation).
+            raise ModelConfigError(
+                f"the checkpoint has {positions.size(0)} learned positions but this model is "
+                f"built with --max-positions {ours}: pass --max-positions {positions.size(0)} "
+                "(with --shorten-method truncate for longer inputs)"
+            )
         for group in PRETRAINING_ONLY:
             if getattr(self, group.rstrip(".")) is None:
                 dropped = [k for k in state_dict if k.startswith(prefix + group)]
