@@ -61,3 +61,37 @@ def test_harness_writes_json_and_table(tmp_path):
     assert report["results"]["matmul"]["matmul_flops"] > 1e8
     table = out.with_suffix(".md").read_text()
     assert "| electra |" in table and "| matmul |" in table
+
+
+def test_relaxed_embedding_shortcut_matches_the_written_out_sum():
+    """The model's shortcut for E[token] + relaxed @ E at masked positions gives the same
+    value and the same gradients as the product written out (relaxed is zero in value)."""
+    from amos_fairseq.modules.straight_through import add_relaxed_embedding
+
+    torch.manual_seed(0)
+    table = torch.randn(11, 6, requires_grad=True)
+    tokens = torch.randint(0, 11, (2, 5))
+    masked = torch.tensor([[0, 1, 0, 1, 1], [1, 0, 0, 0, 1]], dtype=torch.bool)
+    logits = torch.randn(int(masked.sum()), 11, requires_grad=True)
+    upstream = torch.randn(2, 5, 6)
+
+    def run(shortcut):
+        soft = torch.softmax(logits / 0.3, -1)
+        relaxed = soft - soft.detach()
+        embeds = F.embedding(tokens, table)
+        if shortcut:
+            out = add_relaxed_embedding(embeds, relaxed, table, masked)
+        else:
+            out = embeds.clone()
+            out[masked] = out[masked] + relaxed @ table
+        (out * upstream).sum().backward()
+        grads = logits.grad.clone(), table.grad.clone()
+        logits.grad = table.grad = None
+        return out.detach(), grads
+
+    value, (g_logits, g_table) = run(True)
+    ref_value, (ref_logits, ref_table) = run(False)
+    assert torch.equal(value, ref_value)
+    assert g_logits.abs().sum() > 0
+    torch.testing.assert_close(g_logits, ref_logits)
+    torch.testing.assert_close(g_table, ref_table)

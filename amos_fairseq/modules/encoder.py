@@ -101,5 +101,11 @@ class Encoder(nn.Module):
         position_bias = (
             self.relative_position_bias(tokens.size(1)) if self.relative_position_bias is not None else None
         )
-        bias = attention_bias(tokens.eq(self.padding_idx), position_bias, x.dtype)
+        padding_mask = tokens.eq(self.padding_idx)
+        # Without padding (the usual pretraining batch) attention runs without a padding bias:
+        # no [B, H, T, T] bias is built, and on a GPU SDPA may pick its fused kernels. The
+        # check costs one host sync, on a GPU queue that holds only this forward so far.
+        if not padding_mask.any():
+            padding_mask = None
+        bias = attention_bias(padding_mask, position_bias, x.dtype)
         return self.stack(x, bias, detach_before=detach_before, collect=collect)

@@ -44,7 +44,9 @@ class SharedDepthGenerator(nn.Module):
     def forward(self, tokens: torch.Tensor, masked_tokens: torch.Tensor) -> GeneratorOutput:
         """tokens: [B, T] generator input; masked_tokens: [B, T] bool."""
         _, per_depth = self.encoder(tokens, detach_before=self.detach_before, collect=set(self.depths))
-        hiddens = [h[masked_tokens] for h in per_depth]
+        # One index for every depth: boolean indexing would sync with the GPU once per depth.
+        index = masked_tokens.flatten().nonzero().squeeze(-1)  # [M], row-major like h[masked_tokens]
+        hiddens = [h.flatten(0, 1).index_select(0, index) for h in per_depth]
         return GeneratorOutput(
             depths=list(self.depths), hiddens=hiddens, logits=[self.lm_head(h) for h in hiddens]
         )

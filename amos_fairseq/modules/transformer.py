@@ -73,10 +73,13 @@ class TransformerLayer(nn.Module):
 
 
 def attention_bias(
-    padding_mask: torch.Tensor, position_bias: Optional[torch.Tensor], dtype: torch.dtype
-) -> torch.Tensor:
-    """Additive attention bias [B, H or 1, T or 1, T]: -inf-like at padded keys, plus the
-    relative position bias when there is one. padding_mask: [B, T] bool, True at pads."""
+    padding_mask: Optional[torch.Tensor], position_bias: Optional[torch.Tensor], dtype: torch.dtype
+) -> Optional[torch.Tensor]:
+    """Additive attention bias [B or 1, H or 1, T or 1, T]: -inf-like at padded keys, plus the
+    relative position bias when there is one. padding_mask: [B, T] bool, True at pads, or
+    None when nothing is padded. None when there is neither (attention needs no bias)."""
+    if padding_mask is None:
+        return None if position_bias is None else position_bias.to(dtype)
     bias = torch.zeros(padding_mask.shape, dtype=dtype, device=padding_mask.device)
     bias = bias.masked_fill(padding_mask, torch.finfo(dtype).min)[:, None, None, :]
     if position_bias is not None:
