@@ -211,7 +211,7 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"Batch {s['batch']} x {s['length']} tokens, size `{s['size']}`, vocabulary {s['vocab_size']}, "
-        f"device {s['device']} ({m.get('gpu') or m.get('cpu', '?')}, {m['torch_threads']} threads), "
+        f"device {s['device']} ({m.get('gpu') or m.get('cpu', '?')}, {s['threads'] or m['torch_threads']} torch threads), "
         f"precision {s['precision']}, {s['steps']} timed steps x {s['rounds']} round(s) after "
         f"{s['warmup']} warm-up, torch {m['torch']}"
         + (f", transformers {m['transformers']}" if "transformers" in m else "") + ".",
@@ -318,6 +318,7 @@ def main(argv=None):
             "size": args.size, "batch": args.batch_size, "length": args.length, "steps": args.steps,
             "warmup": args.warmup, "rounds": args.rounds, "vocab_size": args.vocab_size,
             "device": args.device, "precision": precision, "mask_probs": args.mask_probs,
+            "threads": args.threads,
             "optimizer": "torch.optim.AdamW (foreach), grad-norm clip 1.0, for every configuration",
             "peak_mem": "GPU: torch.cuda.max_memory_allocated; CPU: peak RSS growth over the post-import baseline",
             "wall_s": time.time() - started,
