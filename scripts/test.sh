@@ -7,4 +7,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 EXTRAS="${EXTRAS:-test,hf,plot}" bash scripts/setup_env.sh
+# Tiny models gain nothing from intra-op threads, and two threads thrash on a busy machine.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec .venv/bin/python -m pytest "$@"
