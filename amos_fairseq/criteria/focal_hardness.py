@@ -18,13 +18,18 @@ importance-sampling theory:
 3. Proposal ``q_t(v) ~ p_t(v) * (h_t(v) + eps)^alpha``, drawn by Gumbel-max on
    ``log p_t + alpha * log(h_t + eps)`` in fp32, without gradient; alpha ramps linearly from
    0 over ``--hardness-warmup-updates`` while the head is still untrained. ``eps`` keeps q > 0
-   wherever p > 0, which unbiasedness needs.
+   wherever p > 0 and bounds the weights below.
 4. Importance weights ``w_t = p_t(v_t) / q_t(v_t)``, detached, clipped at
    ``--max-importance-weight`` and normalised to mean 1 over the batch's masked positions,
-   multiply the RTD loss at masked positions: E_q[w * loss] = E_p[loss], so the
-   discriminator's objective stays ELECTRA's in expectation (up to the clip) while it sees
-   more of the replacements it gets wrong. ``--no-importance-weights`` gives plain
-   hard-negative sampling.
+   multiply the RTD loss at masked positions. This is an *approximation* to ELECTRA's
+   objective, not an unbiased estimate of it: w_t corrects the loss at the replaced position
+   t for the changed proposal, but the loss at every other position of the sequence also
+   depends on the draw at t (the discriminator reads the whole sequence), and an exact
+   correction would weight every position by the product of the sequence's weights, whose
+   variance is unusable. The clip and the per-micro-batch normalisation add their own bias.
+   The discriminator thus sees more of the replacements it gets wrong, with the
+   replaced-position term reweighted towards ELECTRA's. ``--no-importance-weights`` gives
+   plain hard-negative sampling.
 
 Normalisation follows ``RTDCriterion``: every term is a sum, ``sample_size`` = |M|, so the
 hardness BCE enters as ``hardness_loss_weight * sum_M(BCE)``, i.e. a mean per masked
@@ -119,8 +124,8 @@ class FocalHardnessCriterion(RTDCriterion):
         if hardness_eps <= 0 and not no_importance_weights:
             raise ValueError(
                 f"--hardness-eps must be > 0 (got {hardness_eps}): with eps 0 the proposal can give "
-                "probability 0 to tokens the generator proposes and the importance weights are "
-                "no longer unbiased; use e.g. --hardness-eps 0.1, or --no-importance-weights"
+                "probability 0 to tokens the generator proposes and their importance weights "
+                "are undefined; use e.g. --hardness-eps 0.1, or --no-importance-weights"
             )
         if max_importance_weight <= 0:
             raise ValueError(f"--max-importance-weight must be > 0, got {max_importance_weight}")
