@@ -18,7 +18,7 @@ class _AddRelaxedEmbedding(torch.autograd.Function):
         ctx.save_for_backward(table, masked_index)
         ctx.relaxed_dtype = relaxed.dtype
         out = token_embeds.clone()
-        out.view(-1, out.size(-1)).index_add_(0, masked_index, relaxed.to(table.dtype) @ table)
+        out.view(-1, out.size(-1)).index_add_(0, masked_index, (relaxed.to(table.dtype) @ table).to(out.dtype))
         return out
 
     @staticmethod
