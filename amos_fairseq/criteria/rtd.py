@@ -42,7 +42,10 @@ def focal_nll(logits: torch.Tensor, targets: torch.Tensor, gamma: float):
     target_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     loss = -target_log_probs
     if gamma != 0:
-        loss = loss * (1.0 - target_log_probs.exp()).clamp(min=0.0).pow(gamma)
+        # 1 - p clamped away from 0: for 0 < gamma < 1 the derivative of (1 - p)^gamma is
+        # infinite at p = 1, and infinity times log p = 0 would make the gradient NaN.
+        one_minus_p = (-torch.expm1(target_log_probs)).clamp(min=torch.finfo(torch.float32).tiny)
+        loss = loss * one_minus_p.pow(gamma)
     return loss, target_log_probs
 
 
@@ -146,6 +149,12 @@ class RTDCriterion(FairseqCriterion):
         metrics.log_scalar("rtd_loss", total("rtd_loss") / max(tokens, 1), tokens, round=4)
         metrics.log_scalar("gen_acc", total("gen_correct") / max(masked, 1), masked, round=4)
         metrics.log_scalar("replace_rate", replaced / max(masked, 1), masked, round=4)
+        if tokens:
+            # The RTD loss of the best constant guess (the label prior): rtd_loss below it
+            # is the only sign that the discriminator uses its input.
+            share = min(max(replaced / tokens, 1e-12), 1 - 1e-12)
+            prior = -(share * math.log(share) + (1 - share) * math.log(1 - share))
+            metrics.log_scalar("rtd_prior_loss", prior, tokens, round=4)
         if replaced:
             metrics.log_scalar("rtd_acc_replaced", total("rtd_correct_replaced") / replaced, replaced, round=4)
         if original:
