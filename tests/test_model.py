@@ -144,3 +144,39 @@ def test_reduced_precision_weights_run(dtype):
 def test_bad_model_options(overrides, message):
     with pytest.raises(ModelConfigError, match=message.replace("-", r"\-")):
         build_model("amos_tiny", **overrides)
+
+
+def test_init_std_sets_the_spread_of_every_weight():
+    for std in (0.02, 0.1):
+        model, _ = build_model("electra_tiny", init_std=std)
+        weights = torch.cat([m.weight.detach().flatten() for m in model.modules() if isinstance(m, torch.nn.Linear)])
+        assert abs(weights.std().item() - std) < 0.1 * std
+        assert all(m.bias.abs().sum() == 0 for m in model.modules() if isinstance(m, torch.nn.Linear) and m.bias is not None)
+        assert model.token_embeddings.weight[model.padding_idx].abs().sum() == 0
+    with pytest.raises(ModelConfigError, match="--init-std must be > 0"):
+        build_model("electra_tiny", init_std=0.0)
+
+
+def test_local_relative_position_init_attends_to_neighbours_first():
+    """The locality prior: head h scores offset d at -|d| / 2^h, the same in both directions,
+    for offsets inside the exact buckets; the normal init is ~0 everywhere."""
+    model, _ = build_model("amos_tiny", rel_pos_init="local")
+    bias = model.discriminator.relative_position_bias(12)[0]  # [H, T, T]
+    offsets = torch.arange(12)[None, :] - torch.arange(12)[:, None]
+    for head in range(bias.size(0)):
+        inside = offsets.abs() < 8  # exact buckets of 32 bins
+        expected = -offsets.abs().float() / 2 ** head
+        torch.testing.assert_close(bias[head][inside], expected[inside])
+    # the generator's bias starts local too
+    assert model.generator.encoder.relative_position_bias(4)[0, 0, 0, 1] == -1.0
+    default, _ = build_model("amos_tiny")
+    assert default.discriminator.relative_position_bias.bias.weight.abs().max() < 0.2
+
+
+def test_mini_architectures_share_one_discriminator():
+    electra, _ = build_model("electra_mini")
+    amos, _ = build_model("amos_mini", criterion="amos")
+    shapes = lambda m: {k: v.shape for k, v in m.discriminator.state_dict().items()}
+    assert shapes(electra) == shapes(amos)
+    assert electra.generator.depths == [4] and amos.generator.depths == [2, 3, 4]
+    assert electra.discriminator.relative_position_bias(3)[0, 0, 0, 2] == -2.0

@@ -15,10 +15,10 @@ import torch
 import torch.nn as nn
 from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.roberta.model import RobertaClassificationHead
-from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
 from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
+from ..modules.relative_position import RelativePositionBias
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
 from ..modules.straight_through import add_relaxed_embedding
 
@@ -139,7 +139,11 @@ class AmosModel(BaseFairseqModel):
                 self.mixture_scorer = MixtureScorer(args.generator_embed_dim)
             if strategy == "focal_hardness" or getattr(args, "hardness_head", False):
                 self.hardness_head = HardnessHead(args.generator_embed_dim, len(dictionary))
-        self.apply(init_bert_params)
+        self.apply(lambda module: init_weights(module, args.init_std))
+        if args.rel_pos_init == "local":
+            for module in self.modules():
+                if isinstance(module, RelativePositionBias):
+                    module.init_local()
 
     # ------------------------------------------------------------------ construction
 
@@ -157,6 +161,9 @@ class AmosModel(BaseFairseqModel):
         add("--encoder-normalize-before", action="store_true", help="pre-LN layers (default post-LN)")
         add("--rel-pos-bins", type=int, help="relative position bias buckets; 0 disables it")
         add("--max-rel-pos", type=int, help="largest distance with its own log-spaced bucket")
+        add("--rel-pos-init", choices=["normal", "local"],
+            help="initial relative position bias: normal(0, init-std) like every weight, or a "
+                 "locality prior (-|offset| / 2^head, ALiBi's slopes) that small models learn from sooner")
         add("--dropout", type=float, metavar="D")
         add("--attention-dropout", type=float, metavar="D")
         add("--activation-dropout", type=float, metavar="D")
@@ -172,6 +179,9 @@ class AmosModel(BaseFairseqModel):
             help="let deeper heads' losses reach the layers below their block")
         add("--hardness-head", action="store_true",
             help="build the hardness head (automatic with --criterion focal_hardness)")
+        add("--init-std", type=float, metavar="S",
+            help="std of the normal init of every linear and embedding weight (BERT: 0.02, sized "
+                 "for width 768; narrow models escape the unigram plateau sooner with more)")
         add("--pooler-activation-fn", type=str, help="classification head activation")
         add("--pooler-dropout", type=float, help="classification head dropout")
 
@@ -301,6 +311,17 @@ class AmosModel(BaseFairseqModel):
             state_dict.setdefault(head_prefix + k, v)
 
 
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation with a chosen std: N(0, std) for linear and embedding weights,
+    zero biases and a zero padding row (what fairseq's ``init_bert_params`` does at 0.02)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        module.weight.data.normal_(mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        module.bias.data.zero_()
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        module.weight.data[module.padding_idx].zero_()
+
+
 def validate_args(args) -> None:
     """Stop on sizes that cannot build a working model, naming the flag and the fix."""
     depths = parse_depths(args.generator_depths)
@@ -325,6 +346,8 @@ def validate_args(args) -> None:
             raise ModelConfigError(
                 f"{flag}-embed-dim {width} is not divisible by {flag}-attention-heads {heads}"
             )
+    if not args.init_std > 0:
+        raise ModelConfigError(f"--init-std must be > 0, got {args.init_std}")
     if args.rel_pos_bins and (args.rel_pos_bins < 4 or args.rel_pos_bins % 2):
         raise ModelConfigError(f"--rel-pos-bins must be 0 (off) or an even number >= 4, got {args.rel_pos_bins}")
 
@@ -348,6 +371,7 @@ def base_architecture(args):
     default("encoder_normalize_before", False)
     default("rel_pos_bins", 0)
     default("max_rel_pos", 128)
+    default("rel_pos_init", "normal")
     default("dropout", 0.1)
     default("attention_dropout", 0.1)
     default("activation_dropout", 0.0)
@@ -358,6 +382,7 @@ def base_architecture(args):
     default("generator_dropout", 0.0)
     default("no_generator_stop_gradient", False)
     default("hardness_head", False)
+    default("init_std", 0.02)
     default("pooler_activation_fn", "tanh")
     default("pooler_dropout", 0.1)
 
@@ -394,6 +419,17 @@ _architecture("amos_large", encoder_layers=24, encoder_embed_dim=1024, encoder_f
 _architecture("electra_tiny", encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=256,
               encoder_attention_heads=2, generator_embed_dim=32, generator_ffn_embed_dim=128,
               generator_attention_heads=1, generator_depths="2")
+# CPU scale (docs/cpu-scale.md): the smallest models that learn on 2 cores in minutes. One
+# discriminator for both strategies, so that comparisons isolate the replacement strategy;
+# the relative position bias starts from a locality prior, without which these sizes sit on
+# the unigram plateau for thousands of updates.
+_MINI_DISCRIMINATOR = dict(encoder_layers=4, encoder_embed_dim=128, encoder_ffn_embed_dim=512,
+                           encoder_attention_heads=2, token_embed_dim=128, rel_pos_bins=32,
+                           max_rel_pos=128, rel_pos_init="local", max_positions=128)
+_architecture("electra_mini", generator_embed_dim=64, generator_ffn_embed_dim=256,
+              generator_attention_heads=1, generator_depths="4", **_MINI_DISCRIMINATOR)
+_architecture("amos_mini", generator_embed_dim=64, generator_ffn_embed_dim=256,
+              generator_attention_heads=1, generator_depths="2,3,4", **_MINI_DISCRIMINATOR)
 _architecture("electra_small", encoder_layers=12, encoder_embed_dim=256, encoder_ffn_embed_dim=1024,
               encoder_attention_heads=4, token_embed_dim=128, generator_embed_dim=64,
               generator_ffn_embed_dim=256, generator_attention_heads=1, generator_depths="12")

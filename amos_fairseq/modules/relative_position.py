@@ -41,6 +41,28 @@ class RelativePositionBias(nn.Module):
         self.max_distance = max_distance
         self.bias = nn.Embedding(num_buckets, num_heads)
 
+    def bucket_distances(self) -> torch.Tensor:
+        """[num_buckets] the smallest |offset| that falls in each bucket (0 for an unused one)."""
+        offsets = torch.arange(-self.max_distance, self.max_distance + 1)
+        buckets = relative_position_bucket(offsets, self.num_buckets, self.max_distance)
+        distance = torch.zeros(self.num_buckets, dtype=torch.long)
+        for b in range(self.num_buckets):
+            hit = offsets[buckets == b].abs()
+            distance[b] = hit.min() if hit.numel() else 0
+        return distance
+
+    @torch.no_grad()
+    def init_local(self) -> None:
+        """Start from a locality prior instead of ~0: head h adds ``-|offset| / 2^h`` (ALiBi's
+        linear decay, slopes 1, 1/2, 1/4, ...), so the first heads attend to the neighbours
+        from the first update and the last ones almost uniformly. A learned scalar moves by
+        about the learning rate per Adam step, so from ~0 a sharp local head takes thousands
+        of updates to form, and small masked LMs sit on the unigram plateau until it has."""
+        heads = self.bias.embedding_dim
+        slopes = torch.pow(2.0, -torch.arange(heads, dtype=torch.float32))  # [H]
+        distance = self.bucket_distances().float()  # [num_buckets]
+        self.bias.weight.copy_(-distance[:, None] * slopes[None, :])
+
     def forward(self, seq_len: int) -> torch.Tensor:
         positions = torch.arange(seq_len, device=self.bias.weight.device)
         relative = positions[None, :] - positions[:, None]  # [T_query, T_key]
