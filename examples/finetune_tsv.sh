@@ -18,11 +18,14 @@
 #
 # Environment overrides (defaults in brackets): LR [1e-4] BATCH [32] EPOCHS [3]
 #   WARMUP_RATIO [0.06] MAX_POSITIONS [the checkpoint's] ARCH [the checkpoint's]
-#   DROPOUT [0.1] SEED [1] EXTRA_ARGS [''] (e.g. '--fp16' on GPUs, '--report-mcc' for CoLA)
+#   DROPOUT [0.1] SEED [1] POOLING [first: the <s> token; mean: over the tokens]
+#   FROM_SCRATCH [0; 1: the same architecture from random weights, CHECKPOINT only names the
+#   architecture and vocabulary: the control every pretraining gain is measured against]
+#   EXTRA_ARGS [''] (e.g. '--fp16' on GPUs, '--report-mcc' for CoLA)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [ $# -lt 3 ]; then
-    sed -n '2,25p' "$0" >&2
+    sed -n "2,28p" "$0" >&2
     exit 2
 fi
 CHECKPOINT="$1"; CORPUS="$2"; TASKS="$3"; WORK="${4:-runs/finetune}"
@@ -32,7 +35,9 @@ CHECKPOINT="$1"; CORPUS="$2"; TASKS="$3"; WORK="${4:-runs/finetune}"
 ARCH="${ARCH:-$(checkpoint_field "$CHECKPOINT" arch)}"
 MAX_POSITIONS="${MAX_POSITIONS:-$(checkpoint_field "$CHECKPOINT" max_positions)}"
 LR="${LR:-1e-4}"; BATCH="${BATCH:-32}"; EPOCHS="${EPOCHS:-3}"; WARMUP_RATIO="${WARMUP_RATIO:-0.06}"
-DROPOUT="${DROPOUT:-0.1}"; SEED="${SEED:-1}"
+DROPOUT="${DROPOUT:-0.1}"; SEED="${SEED:-1}"; POOLING="${POOLING:-first}"
+restore=(--restore-file "$CHECKPOINT" --reset-optimizer --reset-dataloader --reset-meters)
+[ "${FROM_SCRATCH:-0}" = 1 ] && restore=()
 
 if [ -f "$TASKS/train.tsv" ]; then
     task_dirs=("$TASKS")
@@ -55,12 +60,12 @@ print(m['num_classes'], m['rows']['train'], m['dev_majority_accuracy'])" "$data/
     updates=$(( (rows + BATCH - 1) / BATCH * EPOCHS ))
     warmup=$("$PY" -c "print(max(1, int($updates * $WARMUP_RATIO)))")
     rm -rf "$save"
-    log "[$task] fine-tuning $ARCH: $num_classes classes, $rows rows, $updates updates, lr $LR"
+    log "[$task] fine-tuning $ARCH ($([ ${#restore[@]} = 0 ] && echo 'from random weights' || echo "from $CHECKPOINT")): $num_classes classes, $rows rows, $updates updates, lr $LR"
     "$TRAIN" "$data" --user-dir "$USER_DIR" \
         --task sentence_prediction --criterion sentence_prediction --arch "$ARCH" \
         --num-classes "$num_classes" --init-token 0 --separator-token 2 \
         --max-positions "$MAX_POSITIONS" --shorten-method truncate \
-        --restore-file "$CHECKPOINT" --reset-optimizer --reset-dataloader --reset-meters \
+        ${restore[@]+"${restore[@]}"} --classification-pooling "$POOLING" \
         --dropout "$DROPOUT" --attention-dropout "$DROPOUT" \
         --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
         --lr "$LR" --lr-scheduler polynomial_decay --warmup-updates "$warmup" --total-num-update "$updates" \

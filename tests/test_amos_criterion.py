@@ -1,8 +1,7 @@
 """The ``amos`` criterion: exact mixed-logit samples, gradient reversal onto the mixture only,
-stop-gradients, reduced precision, metrics, and an end-to-end adversarial comparison."""
+stop-gradients, reduced precision, metrics, and an end-to-end run."""
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -405,41 +404,28 @@ E2E_UPDATES = 100
 
 
 @pytest.fixture(scope="module")
-def adversarial_runs(data_bin, tmp_path_factory):
-    """Two fairseq-train runs (run side by side), same seed and updates, adversarial scale 1
-    and 0; a higher learning rate than the tiny default so the mixture visibly moves."""
+def amos_run(data_bin, tmp_path_factory):
+    """One fairseq-train run with a higher learning rate than the tiny default so that the
+    mixture visibly moves.
 
-    def run(scale):
-        proc = fairseq_train(
-            data_bin, tmp_path_factory.mktemp(f"amos_scale{scale}"),
-            "--arch", "amos_tiny", "--criterion", "amos", "--adversarial-scale", scale, "--lr", "3e-3",
-            "--max-update", E2E_UPDATES, "--total-num-update", E2E_UPDATES, "--no-save",
-        )
-        return parse_log(proc.stdout), parse_log(proc.stdout, "train")
+    Whether the adversary makes replacements harder to detect is not asserted here: at a
+    budget CI can afford the depths give near-identical logits and the errors of scale 1
+    and scale 0 tie (a test that passes on a tie cannot fail). The sign of the adversarial
+    gradient is checked exactly by test_sgd_step_on_mixture_moves_rtd_loss_against_discriminator;
+    the effect at a scale where the generators differ is measured in docs/amos.md."""
+    proc = fairseq_train(
+        data_bin, tmp_path_factory.mktemp("amos_e2e"),
+        "--arch", "amos_tiny", "--criterion", "amos", "--lr", "3e-3",
+        "--max-update", E2E_UPDATES, "--total-num-update", E2E_UPDATES, "--no-save",
+    )
+    return parse_log(proc.stdout), parse_log(proc.stdout, "train")
 
-    with ThreadPoolExecutor(2) as pool:
-        return dict(zip(("1", "0"), pool.map(run, ("1", "0"))))
 
-
-def test_end_to_end_amos_training(adversarial_runs):
-    inner, summary = adversarial_runs["1"]
+def test_end_to_end_amos_training(amos_run):
+    inner, summary = amos_run
     assert len(inner) >= 10 and summary
     assert inner[-1]["loss"] < 0.8 * inner[0]["loss"]
     assert inner[-1]["gen_loss_d3"] < inner[0]["gen_loss_d3"]
     start = max(abs(inner[0][f"mix_w_d{d}"] - 1 / 3) for d in (1, 2, 3))
     end = max(abs(inner[-1][f"mix_w_d{d}"] - 1 / 3) for d in (1, 2, 3))
     assert end > start + 0.01, (start, end)
-    assert inner[-1]["mix_entropy"] < math.log(3)
-
-
-def test_adversarial_mixture_does_not_make_replacements_easier(adversarial_runs):
-    """RTD error on replaced tokens, over the last logged interval and over the whole run.
-
-    At this CPU budget the three depths still give the same (unigram-like) logits, so the
-    mixture cannot change the replacements and the discriminator labels every token
-    'original': the errors tie (see docs/amos.md). The strict gap AMOS reports needs
-    generators that disagree, i.e. far longer runs; here only the direction is checked.
-    """
-    for pick in (lambda runs: runs[0][-1], lambda runs: runs[1][-1]):
-        error = {scale: 1 - pick(runs)["rtd_acc_replaced"] for scale, runs in adversarial_runs.items()}
-        assert error["1"] >= error["0"], error

@@ -313,10 +313,10 @@ def test_end_to_end_focal_and_hardness_against_electra(e2e_logs):
     assert hard[-1]["iw_max"] > 1.0 and hard[-1]["iw_ess"] < 1.0 and abs(hard[-1]["iw_mean"] - 1) < 0.05
     assert hard[-1]["hardness_loss"] < hard[0]["hardness_loss"]
 
-    share = {"electra": 1 - total["electra"]["replace_rate"]}
-    share.update({name: total[name]["sample_eq_orig"] for name in ("focal", "hardness")})
+    # (That gamma 1 lowers sample_eq_orig is asserted on a fitted distribution in
+    # test_focal_generator_places_the_original_less_often: at this budget the generator is
+    # not yet confident and the shares tie.)
     error = {name: 1 - total[name]["rtd_acc_replaced"] for name in E2E_RUNS}
-    print("sample_eq_orig", share, "error on replaced", error)
     # Hardness sampling hands the discriminator replacements it gets wrong more often, than
     # ELECTRA's and than the same focal generator sampling from p.
     assert error["hardness"] > error["electra"] and error["hardness"] > error["focal"], error

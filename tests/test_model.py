@@ -180,3 +180,19 @@ def test_mini_architectures_share_one_discriminator():
     assert shapes(electra) == shapes(amos)
     assert electra.generator.depths == [4] and amos.generator.depths == [2, 3, 4]
     assert electra.discriminator.relative_position_bias(3)[0, 0, 0, 2] == -2.0
+
+
+def test_mean_pooling_feeds_the_head_the_mean_over_real_tokens():
+    model, task = build_model("electra_tiny", classification_pooling="mean")
+    model.register_classification_head("cls", num_classes=3)
+    model.eval()
+    net_input, target = random_batch(task)
+    tokens = target  # padded rows included
+    logits, _ = model(tokens, classification_head_name="cls")
+    features, _ = model(tokens, features_only=True)
+    real = tokens.ne(model.padding_idx)
+    means = torch.stack([features[i][real[i]].mean(0) for i in range(tokens.size(0))])
+    expected = model.classification_heads["cls"](means[:, None, :])
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    first, _ = build_model("electra_tiny")
+    assert first.args.classification_pooling == "first"

@@ -182,6 +182,9 @@ class AmosModel(BaseFairseqModel):
         add("--init-std", type=float, metavar="S",
             help="std of the normal init of every linear and embedding weight (BERT: 0.02, sized "
                  "for width 768; narrow models escape the unigram plateau sooner with more)")
+        add("--classification-pooling", choices=["first", "mean"],
+            help="what classification heads read: the <s> token's features (RoBERTa, ELECTRA) "
+                 "or their mean over the non-pad tokens")
         add("--pooler-activation-fn", type=str, help="classification head activation")
         add("--pooler-dropout", type=float, help="classification head dropout")
 
@@ -227,9 +230,17 @@ class AmosModel(BaseFairseqModel):
         if sampler is None or features_only or classification_head_name is not None:
             features = self.extract_features(src_tokens)
             if classification_head_name is not None:
+                if self.args.classification_pooling == "mean":
+                    features = self.mean_pool(features, src_tokens)
                 return self.classification_heads[classification_head_name](features), {}
             return features, {}
         return self.pretraining_forward(src_tokens, masked_tokens.bool(), sampler)
+
+    def mean_pool(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean of features [B, T, H] over the non-pad tokens, as [B, 1, H], where the
+        classification head reads its input (RoBERTa's head takes position 0)."""
+        keep = tokens.ne(self.padding_idx).unsqueeze(-1).to(features.dtype)  # [B, T, 1]
+        return (features * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp(min=1)
 
     def extract_features(self, tokens: torch.Tensor, token_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Discriminator features [B, T, H]."""
@@ -383,6 +394,7 @@ def base_architecture(args):
     default("no_generator_stop_gradient", False)
     default("hardness_head", False)
     default("init_std", 0.02)
+    default("classification_pooling", "first")
     default("pooler_activation_fn", "tanh")
     default("pooler_dropout", 0.1)
 
@@ -424,12 +436,12 @@ _architecture("electra_tiny", encoder_layers=2, encoder_embed_dim=64, encoder_ff
 # the relative position bias starts from a locality prior, without which these sizes sit on
 # the unigram plateau for thousands of updates.
 _MINI_DISCRIMINATOR = dict(encoder_layers=4, encoder_embed_dim=128, encoder_ffn_embed_dim=512,
-                           encoder_attention_heads=2, token_embed_dim=128, rel_pos_bins=32,
+                           encoder_attention_heads=4, token_embed_dim=128, rel_pos_bins=32,
                            max_rel_pos=128, rel_pos_init="local", max_positions=128)
 _architecture("electra_mini", generator_embed_dim=64, generator_ffn_embed_dim=256,
-              generator_attention_heads=1, generator_depths="4", **_MINI_DISCRIMINATOR)
+              generator_attention_heads=2, generator_depths="4", **_MINI_DISCRIMINATOR)
 _architecture("amos_mini", generator_embed_dim=64, generator_ffn_embed_dim=256,
-              generator_attention_heads=1, generator_depths="2,3,4", **_MINI_DISCRIMINATOR)
+              generator_attention_heads=2, generator_depths="2,3,4", **_MINI_DISCRIMINATOR)
 _architecture("electra_small", encoder_layers=12, encoder_embed_dim=256, encoder_ffn_embed_dim=1024,
               encoder_attention_heads=4, token_embed_dim=128, generator_embed_dim=64,
               generator_ffn_embed_dim=256, generator_attention_heads=1, generator_depths="12")

@@ -1,0 +1,115 @@
+"""The scripts behind examples/compare.sh and the quickstart's summary: the context-free
+baselines of scripts/pretraining_summary.py, the MLM-only checkpoint conversion, and the
+results table with its spread."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, build_model
+
+
+def run_script(name, *args):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT))
+
+
+def fake_log(path, valid):
+    body = " | ".join(f"{k} {v}" for k, v in valid.items())
+    path.write_text(
+        "2026-01-01 00:00:00 | INFO | train_inner | epoch 001:  10 / 20 gen_loss=9.0, rtd_loss=0.9, num_updates=10\n"
+        f"2026-01-01 00:00:01 | INFO | valid | epoch 001 | valid on 'valid' subset | {body}\n",
+        encoding="utf-8")
+    return path
+
+
+def unigram_by_hand(data_bin):
+    from fairseq.data import Dictionary, data_utils
+
+    d = Dictionary.load(str(data_bin / "dict.txt"))
+    counts = {}
+    for split in ("train", "valid"):
+        ds = data_utils.load_indexed_dataset(str(data_bin / split), d)
+        c = np.zeros(len(d))
+        for i in range(len(ds)):
+            for t in ds[i].tolist():
+                if t >= d.nspecial:
+                    c[t] += 1
+        counts[split] = c
+    p = (counts["train"] + 1) / (counts["train"] + 1)[d.nspecial:].sum()
+    valid = counts["valid"]
+    return float(-(valid[d.nspecial:] * np.log(p[d.nspecial:])).sum() / valid.sum()), \
+        float(valid[int(counts["train"].argmax())] / valid.sum())
+
+
+@pytest.mark.parametrize("gen_loss, rtd_loss, caught, verdict", [
+    (3.0, 0.30, 0.4, "both networks use the context"),
+    (3.0, 0.41, 0.0, "the discriminator is still at its label prior"),
+    (None, 0.41, 0.0, "NOTHING LEARNED YET"),
+])
+def test_pretraining_summary_compares_with_context_free_baselines(data_bin, tmp_path, gen_loss, rtd_loss, caught, verdict):
+    unigram, top = unigram_by_hand(data_bin)
+    gen_loss = unigram if gen_loss is None else gen_loss
+    log = fake_log(tmp_path / "train.log", dict(gen_loss=gen_loss, rtd_loss=rtd_loss, gen_acc=0.2,
+                   rtd_prior_loss=0.41, rtd_acc_replaced=caught, rtd_acc_original=0.97, num_updates=20))
+    proc = run_script("pretraining_summary.py", data_bin, log, "--json", tmp_path / "s.json")
+    assert proc.returncode == 0, proc.stdout
+    assert verdict in proc.stdout and "valid, update 20" in proc.stdout
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["unigram_loss"] == pytest.approx(unigram, rel=1e-6)
+    assert summary["unigram_acc"] == pytest.approx(top, rel=1e-6)
+    assert 3.0 < unigram < np.log(800)  # a real corpus is far from uniform over its 800 pieces
+
+
+def test_pretraining_summary_refuses_a_log_without_metrics(data_bin, tmp_path):
+    log = tmp_path / "empty.log"
+    log.write_text("nothing here\n")
+    proc = run_script("pretraining_summary.py", data_bin, log)
+    assert proc.returncode != 0 and "is it a fairseq-train log?" in proc.stdout
+
+
+def test_mlm_checkpoint_becomes_the_discriminator(tmp_path):
+    sized_like_discriminator = dict(generator_embed_dim=64, generator_ffn_embed_dim=256,
+                                    generator_attention_heads=2, generator_depths="2")
+    model, _ = build_model("electra_tiny", **sized_like_discriminator)
+    state = {"model": model.state_dict(), "cfg": None}
+    torch.save(state, tmp_path / "mlm.pt")
+    proc = run_script("mlm_as_discriminator.py", tmp_path / "mlm.pt", tmp_path / "disc.pt")
+    assert proc.returncode == 0, proc.stdout
+    converted = torch.load(tmp_path / "disc.pt", weights_only=False)["model"]
+    disc_keys = [k for k in converted if k.startswith("discriminator.")]
+    assert disc_keys
+    for key in disc_keys:
+        source = state["model"]["generator.encoder." + key[len("discriminator."):]]
+        assert torch.equal(converted[key], source), key
+    assert not torch.equal(state["model"]["discriminator.stack.layers.0.fc1.weight"],
+                           converted["discriminator.stack.layers.0.fc1.weight"])
+    # a generator of another shape is refused with the flags that fix it; nothing is written
+    narrow, _ = build_model("electra_tiny")
+    torch.save({"model": narrow.state_dict()}, tmp_path / "narrow.pt")
+    proc = run_script("mlm_as_discriminator.py", tmp_path / "narrow.pt", tmp_path / "out.pt")
+    assert proc.returncode != 0 and "--generator-embed-dim" in proc.stdout
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_results_table_reports_mean_and_spread_per_method(tmp_path):
+    scores = {"scratch": [60.0, 62.0, 64.0], "electra": [70.0, 71.0, 72.0]}
+    for method, values in scores.items():
+        for seed, value in enumerate(values, 1):
+            folder = tmp_path / "finetune" / method / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.tsv").write_text(
+                "task\tdev_accuracy\tmajority_baseline\tupdates\n"
+                f"taskA\t{value}\t50.0\t10\ntaskB\t{value - 10}\t40.0\t10\n")
+    proc = run_script("compare_results.py", tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert "| scratch | 62.0 ± 2.0 (n=3) | 52.0 ± 2.0 (n=3) | 57.0 |" in table
+    assert "| electra | 71.0 ± 1.0 (n=3) | 61.0 ± 1.0 (n=3) | 66.0 | +9.0 |" in table
+    assert "| majority class | 50.0 | 40.0 |" in table
+    rows = (tmp_path / "results" / "results.tsv").read_text().splitlines()
+    assert "electra\ttaskA\t71.00\t1.00\t3\t70.0,71.0,72.0" in rows
