@@ -75,3 +75,15 @@ def test_distributed_run_resumes_from_its_checkpoint(runs, data_bin):
     resumed = distributed(data_bin, work / "two", "--max-update", "4")
     assert "Loaded checkpoint" in resumed and "@ 2 updates" in resumed, resumed[-3000:]
     assert [r["num_updates"] for r in parse_log(resumed, "train_inner")] == [3, 4]
+
+
+def test_focal_hardness_runs_on_two_workers(data_bin, tmp_path):
+    """Its logs are sums like every criterion's, so fairseq all-reduces them (a gloo tensor)
+    instead of gathering pickles through a CUDA byte buffer, which fails on CPU."""
+    out = distributed(data_bin, tmp_path / "fh", "--criterion", "focal_hardness", "--arch", "electra_tiny",
+                      "--max-update", "2", "--no-save")
+    rows = parse_log(out, "train_inner")
+    assert [r["num_updates"] for r in rows] == [1, 2], out[-3000:]
+    assert all(r["bsz"] == 16 for r in rows)
+    for key in ("hardness_loss", "iw_ess", "iw_raw_mean", "hardness_alpha"):
+        assert key in rows[-1], (key, rows[-1])

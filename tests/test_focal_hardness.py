@@ -300,17 +300,19 @@ def test_end_to_end_focal_and_hardness_against_electra(e2e_logs):
     for name in ("focal", "hardness"):
         rows = inner[name]
         assert len(rows) == 16, e2e_logs[name][-3000:]
-        for key in ("hardness_loss", "sample_eq_orig", "iw_mean", "iw_max", "iw_ess", "rtd_acc_replaced"):
+        for key in ("hardness_loss", "sample_eq_orig", "iw_mean", "iw_raw_mean", "iw_clip_rate", "iw_ess",
+                    "rtd_acc_replaced"):
             assert key in rows[-1], (key, rows[-1])
         assert sum(r["loss"] for r in rows[-2:]) / 2 < 0.95 * rows[0]["loss"], [r["loss"] for r in rows]
         assert rows[-1]["gen_loss"] < rows[0]["gen_loss"]
         # sample_eq_orig is 1 - replace_rate when nothing is left unmasked
         assert abs(total[name]["sample_eq_orig"] - (1 - total[name]["replace_rate"])) < 2e-3
     # alpha 0: q = p, all weights 1
-    assert total["focal"]["iw_max"] == 1.0 and total["focal"]["iw_ess"] == 1.0
+    assert total["focal"]["iw_raw_mean"] == 1.0 and total["focal"]["iw_ess"] == 1.0
+    assert total["focal"]["iw_clip_rate"] == 0.0
     hard = inner["hardness"]
     assert hard[-1]["hardness_alpha"] == 1.0 and hard[0]["hardness_alpha"] < 0.5
-    assert hard[-1]["iw_max"] > 1.0 and hard[-1]["iw_ess"] < 1.0 and abs(hard[-1]["iw_mean"] - 1) < 0.05
+    assert hard[-1]["iw_raw_mean"] != 1.0 and hard[-1]["iw_ess"] < 1.0 and abs(hard[-1]["iw_mean"] - 1) < 0.05
     assert hard[-1]["hardness_loss"] < hard[0]["hardness_loss"]
 
     # (That gamma 1 lowers sample_eq_orig is asserted on a fitted distribution in

@@ -206,18 +206,15 @@ class FocalHardnessCriterion(RTDCriterion):
             sample_eq_orig=(~replaced).sum(),
             iw_sum=clipped.sum(),
             iw_sq_sum=clipped.pow(2).sum(),
-            iw_max=raw.max() if raw.numel() else raw.new_zeros(()),
-            hardness_alpha=self.current_alpha,
+            iw_raw_sum=raw.sum(),
+            iw_clipped=(raw > self.max_importance_weight).sum(),
+            # a sum like every entry, so that logs are all-reduced as one tensor across
+            # workers: alpha times the masked positions, divided back in reduce_metrics
+            hardness_alpha=self.current_alpha * replaced.numel(),
         )
         return self.hardness_loss_weight * hardness_loss
 
     # ------------------------------------------------------------------ metrics
-
-    @staticmethod
-    def logging_outputs_can_be_summed() -> bool:
-        # iw_max and hardness_alpha are not sums: fairseq must hand every micro-batch's
-        # output to reduce_metrics instead of adding them up.
-        return False
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
@@ -239,8 +236,7 @@ class FocalHardnessCriterion(RTDCriterion):
         metrics.log_scalar("iw_mean", iw_sum / n, masked, round=4)
         # effective sample size per position, pooled over every micro-batch and worker
         metrics.log_scalar("iw_ess", iw_sum**2 / max(iw_sq_sum, 1e-12) / n, masked, round=4)
-        # largest raw p/q in the update (averaged over the log interval's updates)
-        metrics.log_scalar("iw_max", max(utils.item(log.get("iw_max", 0)) for log in logging_outputs), 1, round=3)
-        metrics.log_scalar(
-            "hardness_alpha", max(utils.item(log.get("hardness_alpha", 0)) for log in logging_outputs), 1, round=3
-        )
+        # mean raw p/q: 1 when q = p; and the share of positions whose weight hit the clip
+        metrics.log_scalar("iw_raw_mean", total("iw_raw_sum") / n, masked, round=4)
+        metrics.log_scalar("iw_clip_rate", total("iw_clipped") / n, masked, round=4)
+        metrics.log_scalar("hardness_alpha", total("hardness_alpha") / n, masked, round=3)
