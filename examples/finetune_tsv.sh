@@ -74,7 +74,8 @@ print(m['num_classes'], m['rows']['train'], m['dev_majority_accuracy'])" "$data/
         --no-epoch-checkpoints --no-last-checkpoints --save-dir "$save" \
         --log-format simple --log-interval 20 --num-workers 0 \
         --tensorboard-logdir "$WORK/$task/tensorboard" ${EXTRA_ARGS:-} 2>&1 | tee "$WORK/$task/train.log" >&2
-    acc="$(last_metric "$WORK/$task/train.log" valid best_accuracy)"
+    # best dev accuracy over the epochs (fairseq's best_accuracy is missing after a single epoch)
+    acc="$(grep "| valid |" "$WORK/$task/train.log" | grep -oE "[ |]accuracy [0-9.]+" | awk '{print $2}' | sort -g | tail -n 1)"
     [ -n "$acc" ] || { echo "error: no validation result in $WORK/$task/train.log" >&2; exit 1; }
     printf "%s\t%s\t%.1f\t%s\n" "$task" "$acc" "$("$PY" -c "print(100 * $baseline)")" "$updates" >> "$WORK/results.tsv"
     grep -q "dropped .* pretraining-only tensors of generator" "$WORK/$task/train.log" \

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Equal-compute comparison at the CPU scale: ELECTRA, AMOS, focal-hardness, an MLM-only model
+# of the discriminator's size, and the same discriminator from random weights.
+#
+#   bash examples/compare.sh [WORK]          (default WORK: runs/compare)
+#
+# What it does:
+#   1. prepares CORPUS_TEXT [examples/data/corpus-full.txt.xz: all of the shipped State of the
+#      Union and Moby-Dick text, 2.5M tokens] with a VOCAB [4000]-piece sentencepiece model;
+#   2. pretrains one discriminator per method, all with the same 4 x 128 discriminator
+#      (docs/cpu-scale.md), UPDATES [1500] updates of 32 x 128 tokens, lr 2e-3, no dropout:
+#        electra         --arch electra_mini --criterion electra (generator 4 x 64)
+#        amos            --arch amos_mini --criterion amos (generators of depth 2,3,4, width 64)
+#        focal_hardness  --arch electra_mini --criterion focal_hardness
+#        mlm             --arch electra_mini --rtd-weight 0 with the generator built like the
+#                        discriminator (a BERT-style masked LM), whose encoder then becomes
+#                        the discriminator (scripts/mlm_as_discriminator.py)
+#      and writes each run's summary next to the unigram model and the label prior;
+#   3. fine-tunes every pretrained discriminator and the same architecture from random
+#      weights (scratch) on every task folder in TASKS, once per fine-tuning seed in SEEDS
+#      [1 2 3], with one recipe for all (LR, EPOCHS, POOLING below);
+#   4. writes WORK/results/{results.md,results.tsv,dev_scores.png,pretraining.png}
+#      (scripts/compare_results.py): mean and std over seeds per task, the average, the
+#      difference to scratch.
+#   Pretraining uses one seed (PRETRAIN_SEED); the spread reported is over fine-tuning seeds.
+#   Finished steps are reused when the script runs again (FRESH=1 starts over).
+# What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
+# How long: docs/results.md gives the measured time; about 25-30 min of pretraining per
+#   method on 2 cores and 1-3 min per fine-tuning run (5 arms x tasks x seeds of them).
+#
+# Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
+#   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016
+#   examples/data/source_id] SEEDS [1 2 3] UPDATES [1500] PRETRAIN_SEED [1] LR [1e-3]
+#   EPOCHS [5] POOLING [mean] CORPUS_TEXT VOCAB [4000] THREADS [2] FRESH [0]
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+WORK="${1:-runs/compare}"
+METHODS="${METHODS:-mlm electra amos focal_hardness}"
+TASKS="${TASKS:-examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016 examples/data/source_id}"
+SEEDS="${SEEDS:-1 2 3}"; UPDATES="${UPDATES:-1500}"; PRETRAIN_SEED="${PRETRAIN_SEED:-1}"
+CORPUS_TEXT="${CORPUS_TEXT:-examples/data/corpus-full.txt.xz}"; VOCAB="${VOCAB:-4000}"
+export OMP_NUM_THREADS="${THREADS:-2}"
+start=$(date +%s)
+[ "${FRESH:-0}" = 1 ] && rm -rf "$WORK"
+mkdir -p "$WORK"
+
+corpus="$WORK/corpus"
+if [ ! -f "$corpus/data-bin/train.bin" ]; then
+    log "corpus: $CORPUS_TEXT -> $corpus ($VOCAB pieces)"
+    "$PY" scripts/prepare_corpus.py "$CORPUS_TEXT" --out "$corpus" --vocab-size "$VOCAB" --valid-lines 1000 --workers 2
+fi
+
+# pretrain METHOD: WORK/pretrain-METHOD/checkpoints/checkpoint_last.pt, .log, summary.json
+pretrain() {
+    local method="$1" dir="$WORK/pretrain-$1"
+    local model=()
+    case "$method" in
+        electra|focal_hardness) model=(--arch electra_mini --criterion "$method") ;;
+        amos) model=(--arch amos_mini --criterion amos) ;;
+        mlm) model=(--arch electra_mini --criterion electra --rtd-weight 0 --generator-embed-dim 128
+                    --generator-ffn-embed-dim 512 --generator-attention-heads 4 --generator-depths 4) ;;
+        *) echo "error: unknown method $method (electra, amos, focal_hardness, mlm)" >&2; exit 2 ;;
+    esac
+    if [ -f "$dir/summary.json" ]; then log "pretrain $method: done already ($dir)"; return; fi
+    log "pretrain $method: $UPDATES updates -> $dir"
+    "$TRAIN" "$corpus/data-bin" --user-dir "$USER_DIR" --task amos_rtd "${model[@]}" \
+        --dropout 0 --attention-dropout 0 \
+        --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
+        --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
+        --lr 2e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \
+        --total-num-update "$UPDATES" --max-update "$UPDATES" --seed "$PRETRAIN_SEED" \
+        --num-workers 0 --log-format simple --log-interval 50 \
+        --validate-interval-updates 500 --save-interval-updates 500 --keep-interval-updates 1 \
+        --no-epoch-checkpoints --save-dir "$dir/checkpoints" --tensorboard-logdir "$dir/tensorboard" \
+        > "$dir.log" 2>&1 || { tail -n 20 "$dir.log" >&2; echo "error: pretraining $method failed ($dir.log)" >&2; exit 1; }
+    if [ "$method" = mlm ]; then
+        "$PY" scripts/mlm_as_discriminator.py "$dir/checkpoints/checkpoint_last.pt" "$dir/checkpoints/discriminator.pt"
+    fi
+    "$PY" scripts/pretraining_summary.py "$corpus/data-bin" "$dir.log" --json "$dir/summary.json"
+}
+
+# the checkpoint fine-tuning starts from
+start_checkpoint() {
+    if [ "$1" = mlm ]; then echo "$WORK/pretrain-mlm/checkpoints/discriminator.pt"
+    else echo "$WORK/pretrain-$1/checkpoints/checkpoint_last.pt"; fi
+}
+
+for method in $METHODS; do pretrain "$method"; done
+
+# Fine-tuning: one recipe for every arm. scratch takes its architecture (electra_mini: the
+# same discriminator as every method) and vocabulary from the first method's checkpoint.
+reference="$(start_checkpoint "${METHODS%% *}")"
+tasks_dir="$WORK/tasks"
+mkdir -p "$tasks_dir"
+for task in $TASKS; do ln -sfn "$(cd "$task" && pwd)" "$tasks_dir/$(basename "$task")"; done
+for seed in $SEEDS; do
+    for arm in scratch $METHODS; do
+        out="$WORK/finetune/$arm/seed$seed"
+        if [ -f "$out/results.tsv" ] && [ "$(wc -l < "$out/results.tsv")" -gt "$(echo $TASKS | wc -w)" ]; then
+            continue
+        fi
+        log "fine-tune $arm, seed $seed"; mkdir -p "$(dirname "$out")"
+        if [ "$arm" = scratch ]; then ckpt="$reference"; scratch=1; else ckpt="$(start_checkpoint "$arm")"; scratch=0; fi
+        SKIP_SETUP=1 FROM_SCRATCH=$scratch SEED="$seed" ARCH=electra_mini LR="${LR:-1e-3}" \
+            EPOCHS="${EPOCHS:-5}" POOLING="${POOLING:-mean}" \
+            bash examples/finetune_tsv.sh "$ckpt" "$corpus" "$tasks_dir" "$out" > "$out.log" 2>&1 \
+            || { tail -n 20 "$out.log" >&2; echo "error: fine-tuning $arm seed $seed failed ($out.log)" >&2; exit 1; }
+    done
+done
+
+"$PY" scripts/compare_results.py "$WORK"
+echo "compare finished in $(( $(date +%s) - start )) s; results under $WORK/results"
