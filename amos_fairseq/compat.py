@@ -10,9 +10,17 @@ The fix is deliberately narrow: only fairseq's ``checkpoint_utils`` and
 ``distributed.utils`` modules, which load the user's own checkpoints and the process
 group's own messages, see a ``torch`` whose ``load`` defaults to ``weights_only=False``.
 ``torch.load`` itself, and every other caller in the process, keep torch's safe default.
+
+Second, fairseq writes a checkpoint atomically once and then *copies* it in place to its
+other names (``checkpoint_last.pt``, ``checkpoint_best.pt``, ...); a kill during that copy
+leaves a truncated ``checkpoint_last.pt`` and the next resume dies in ``torch.load``. The
+``PathManager`` that ``checkpoint_utils`` sees copies local files to a temporary name in the
+same folder and renames it into place, so each name holds either the old or the new file.
 """
 
 import functools
+import os
+import shutil
 import types
 
 import torch
@@ -33,10 +41,37 @@ def _trusting_torch_namespace() -> types.ModuleType:
     return namespace
 
 
+def _atomic_copy_path_manager(path_manager):
+    """A subclass of fairseq's PathManager whose ``copy`` of a local file is atomic."""
+
+    class AtomicCopyPathManager(path_manager):
+        @staticmethod
+        def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+            if path_manager.path_requires_pathmanager(dst_path):
+                return path_manager.copy(src_path, dst_path, overwrite=overwrite)
+            if not overwrite and os.path.exists(dst_path):
+                return False
+            tmp = f"{dst_path}.tmp{os.getpid()}"
+            try:
+                shutil.copyfile(src_path, tmp)
+                os.replace(tmp, dst_path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+            return True
+
+    AtomicCopyPathManager._amos_atomic_copy = True
+    return AtomicCopyPathManager
+
+
 def install() -> None:
-    """Point fairseq's checkpoint and distributed helpers at the trusting namespace."""
+    """Point fairseq's checkpoint and distributed helpers at the trusting namespace, and its
+    checkpoint helpers at the atomic copy."""
     from fairseq import checkpoint_utils
     from fairseq.distributed import utils as distributed_utils
+
+    if not getattr(checkpoint_utils.PathManager, "_amos_atomic_copy", False):
+        checkpoint_utils.PathManager = _atomic_copy_path_manager(checkpoint_utils.PathManager)
 
     for module in (checkpoint_utils, distributed_utils):
         if not getattr(module.torch, "_amos_trusting_load", False):
