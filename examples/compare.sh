@@ -45,10 +45,7 @@ start=$(date +%s)
 mkdir -p "$WORK"
 
 corpus="$WORK/corpus"
-if [ ! -f "$corpus/data-bin/train.bin" ]; then
-    log "corpus: $CORPUS_TEXT -> $corpus ($VOCAB pieces)"
-    "$PY" scripts/prepare_corpus.py "$CORPUS_TEXT" --out "$corpus" --vocab-size "$VOCAB" --valid-lines 1000 --workers 2
-fi
+prepare_corpus_once "$CORPUS_TEXT" "$corpus" "$VOCAB"
 
 # pretrain METHOD: WORK/pretrain-METHOD/checkpoints/checkpoint_last.pt, .log, summary.json
 pretrain() {
@@ -63,16 +60,7 @@ pretrain() {
     esac
     if [ -f "$dir/summary.json" ]; then log "pretrain $method: done already ($dir)"; return; fi
     log "pretrain $method: $UPDATES updates -> $dir"
-    "$TRAIN" "$corpus/data-bin" --user-dir "$USER_DIR" --task amos_rtd "${model[@]}" \
-        --dropout 0 --attention-dropout 0 \
-        --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
-        --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
-        --lr 2e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \
-        --total-num-update "$UPDATES" --max-update "$UPDATES" --seed "$PRETRAIN_SEED" \
-        --num-workers 0 --log-format simple --log-interval 50 \
-        --validate-interval-updates 500 --save-interval-updates 500 --keep-interval-updates 1 \
-        --no-epoch-checkpoints --save-dir "$dir/checkpoints" --tensorboard-logdir "$dir/tensorboard" \
-        > "$dir.log" 2>&1 || { tail -n 20 "$dir.log" >&2; echo "error: pretraining $method failed ($dir.log)" >&2; exit 1; }
+    pretrain_cpu_scale "$corpus/data-bin" "$dir" "$UPDATES" "${model[@]}" || exit 1
     if [ "$method" = mlm ]; then
         "$PY" scripts/mlm_as_discriminator.py "$dir/checkpoints/checkpoint_last.pt" "$dir/checkpoints/discriminator.pt"
     fi

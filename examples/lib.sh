@@ -27,3 +27,34 @@ PYEOF
 last_metric() {
     grep "| $2 |" "$1" | tail -1 | grep -oE "(^|[ |,])$3[ =][-0-9.e]+" | grep -oE "[-0-9.e]+$" || true
 }
+
+# prepare_corpus_once TEXT DIR VOCAB: sentencepiece + binarize TEXT into DIR (skipped when
+# DIR/data-bin is there already)
+prepare_corpus_once() {
+    if [ -f "$2/data-bin/train.bin" ]; then log "reusing $2"; return; fi
+    log "sentencepiece ($3 pieces) + binarize: $1 -> $2"
+    "$PY" scripts/prepare_corpus.py "$1" --out "$2" --vocab-size "$3" --valid-lines 1000 --workers 2
+}
+
+# pretrain_cpu_scale DATA_BIN DIR UPDATES ARGS...: the CPU-scale pretraining recipe
+# (docs/cpu-scale.md): batch 32 x up to 128 tokens, lr 2e-3 with 200 warm-up updates and
+# linear decay, no dropout, validation every 500 updates and at the end. ARGS name the
+# architecture and criterion. Full log in DIR.log (progress lines on stderr), checkpoints
+# in DIR/checkpoints, tensorboard logs in DIR/tensorboard. Fails with the log's tail.
+pretrain_cpu_scale() {
+    local data="$1" dir="$2" updates="$3"; shift 3
+    mkdir -p "$dir"
+    "$TRAIN" "$data" --user-dir "$USER_DIR" --task amos_rtd "$@" \
+        --dropout 0 --attention-dropout 0 \
+        --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
+        --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
+        --lr 2e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \
+        --total-num-update "$updates" --max-update "$updates" --seed "${PRETRAIN_SEED:-1}" \
+        --num-workers 0 --log-format simple --log-interval 50 \
+        --validate-interval-updates 500 --save-interval-updates 500 --keep-interval-updates 1 \
+        --no-epoch-checkpoints --save-dir "$dir/checkpoints" --tensorboard-logdir "$dir/tensorboard" \
+        >> "$dir.log" 2>&1 &
+    local pid=$!
+    tail -n +1 --pid "$pid" -f "$dir.log" | grep --line-buffered -E "\| (train_inner|valid) \|" >&2 || true
+    wait "$pid" || { tail -n 20 "$dir.log" >&2; echo "error: pretraining failed ($dir.log)" >&2; return 1; }
+}

@@ -34,26 +34,12 @@ start=$(date +%s)
 mkdir -p "$WORK"
 
 corpus="$WORK/corpus"
-if [ ! -f "$corpus/data-bin/train.bin" ]; then
-    log "1/4 sentencepiece + binarize: examples/data/corpus-full.txt.xz -> $corpus"
-    "$PY" scripts/prepare_corpus.py examples/data/corpus-full.txt.xz --out "$corpus" \
-        --vocab-size 4000 --valid-lines 1000 --workers 2
-else
-    log "1/4 reusing $corpus"
-fi
+log "1/4 corpus: examples/data/corpus-full.txt.xz -> $corpus"
+prepare_corpus_once examples/data/corpus-full.txt.xz "$corpus" 4000
 
 pretrain="$WORK/pretrain-$CRITERION-$ARCH"
 log "2/4 pretraining --arch $ARCH --criterion $CRITERION for $PRETRAIN_UPDATES updates -> $pretrain"
-"$TRAIN" "$corpus/data-bin" --user-dir "$USER_DIR" \
-    --task amos_rtd --arch "$ARCH" --criterion "$CRITERION" --dropout 0 --attention-dropout 0 \
-    --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
-    --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
-    --lr 2e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \
-    --total-num-update "$PRETRAIN_UPDATES" --max-update "$PRETRAIN_UPDATES" \
-    --seed 1 --num-workers 0 --log-format simple --log-interval 50 \
-    --validate-interval-updates "$PRETRAIN_UPDATES" --save-interval-updates 500 --keep-interval-updates 1 \
-    --no-epoch-checkpoints --save-dir "$pretrain/checkpoints" --tensorboard-logdir "$pretrain/tensorboard" \
-    2>&1 | tee -a "$pretrain.log" | grep --line-buffered -E "\| (train_inner|valid) \|" >&2
+pretrain_cpu_scale "$corpus/data-bin" "$pretrain" "$PRETRAIN_UPDATES" --arch "$ARCH" --criterion "$CRITERION"
 if "$PY" -c "import matplotlib" 2>/dev/null; then
     "$PY" scripts/plot_curves.py "$pretrain/tensorboard" --out "$pretrain/curves.png" >/dev/null 2>&1 || true
 fi
