@@ -13,7 +13,8 @@
 #   with one recipe, once from the pretrained checkpoint and once from random weights, and
 #   prints both dev accuracies next to the majority class, with a plain verdict.
 # What it needs: python3 (scripts/setup_env.sh creates .venv on the first run), 2 CPU cores.
-# How long: about 10 minutes on 2 idle cores after set-up (measured: docs/workflows.md).
+# How long: 16 CPU-minutes after set-up, i.e. about 8-9 minutes on 2 idle cores (measured:
+#   docs/workflows.md).
 #   One pretraining seed and one fine-tuning seed: the spread over seeds, and the other
 #   methods, are in examples/compare.sh and docs/results.md. Re-running reuses the prepared
 #   corpus and the finished pretraining; FRESH=1 starts over.

@@ -100,6 +100,9 @@ def main():
           f"replaced tokens caught {caught:.3f} (prior 0), originals kept {kept_text} (prior 1)")
     if generator_learned and discriminator_learned:
         verdict = "both networks use the context: the generator beats the unigram model, the discriminator the prior"
+    elif generator_learned and prior is not None and rtd_loss < prior - 0.005:
+        verdict = (f"the generator uses the context; the discriminator is only starting: its loss is "
+                   f"{prior - rtd_loss:.4f} below the prior, but it catches {caught:.1%} of the replaced tokens")
     elif generator_learned:
         verdict = "the generator uses the context, the discriminator is still at its label prior"
     elif discriminator_learned:

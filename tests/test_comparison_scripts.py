@@ -49,6 +49,7 @@ def unigram_by_hand(data_bin):
 @pytest.mark.parametrize("gen_loss, rtd_loss, caught, verdict", [
     (3.0, 0.30, 0.4, "both networks use the context"),
     (3.0, 0.41, 0.0, "the discriminator is still at its label prior"),
+    (3.0, 0.40, 0.0, "the discriminator is only starting: its loss is 0.0100 below the prior"),
     (None, 0.41, 0.0, "NOTHING LEARNED YET"),
 ])
 def test_pretraining_summary_compares_with_context_free_baselines(data_bin, tmp_path, gen_loss, rtd_loss, caught, verdict):
