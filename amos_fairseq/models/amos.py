@@ -15,11 +15,12 @@ import torch
 import torch.nn as nn
 from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.roberta.model import RobertaClassificationHead
+from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
 from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
-from ..modules.relative_position import RelativePositionBias
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
+from ..modules.relative_position import RelativePositionBias
 from ..modules.straight_through import add_relaxed_embedding
 
 logger = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class AmosModel(BaseFairseqModel):
                 self.mixture_scorer = MixtureScorer(args.generator_embed_dim)
             if strategy == "focal_hardness" or getattr(args, "hardness_head", False):
                 self.hardness_head = HardnessHead(args.generator_embed_dim, len(dictionary))
-        self.apply(lambda module: init_weights(module, args.init_std))
+        self.apply(init_bert_params)
         if args.rel_pos_init == "local":
             for module in self.modules():
                 if isinstance(module, RelativePositionBias):
@@ -162,7 +163,7 @@ class AmosModel(BaseFairseqModel):
         add("--rel-pos-bins", type=int, help="relative position bias buckets; 0 disables it")
         add("--max-rel-pos", type=int, help="largest distance with its own log-spaced bucket")
         add("--rel-pos-init", choices=["normal", "local"],
-            help="initial relative position bias: normal(0, init-std) like every weight, or a "
+            help="initial relative position bias: normal(0, 0.02) like every weight (BERT), or a "
                  "locality prior (-|offset| / 2^head, ALiBi's slopes) that small models learn from sooner")
         add("--dropout", type=float, metavar="D")
         add("--attention-dropout", type=float, metavar="D")
@@ -179,9 +180,6 @@ class AmosModel(BaseFairseqModel):
             help="let deeper heads' losses reach the layers below their block")
         add("--hardness-head", action="store_true",
             help="build the hardness head (automatic with --criterion focal_hardness)")
-        add("--init-std", type=float, metavar="S",
-            help="std of the normal init of every linear and embedding weight (BERT: 0.02, sized "
-                 "for width 768; narrow models escape the unigram plateau sooner with more)")
         add("--classification-pooling", choices=["first", "mean"],
             help="what classification heads read: the <s> token's features (RoBERTa, ELECTRA) "
                  "or their mean over the non-pad tokens")
@@ -322,17 +320,6 @@ class AmosModel(BaseFairseqModel):
             state_dict.setdefault(head_prefix + k, v)
 
 
-def init_weights(module: nn.Module, std: float) -> None:
-    """BERT's initialisation with a chosen std: N(0, std) for linear and embedding weights,
-    zero biases and a zero padding row (what fairseq's ``init_bert_params`` does at 0.02)."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        module.weight.data.normal_(mean=0.0, std=std)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        module.bias.data.zero_()
-    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-        module.weight.data[module.padding_idx].zero_()
-
-
 def validate_args(args) -> None:
     """Stop on sizes that cannot build a working model, naming the flag and the fix."""
     depths = parse_depths(args.generator_depths)
@@ -357,8 +344,6 @@ def validate_args(args) -> None:
             raise ModelConfigError(
                 f"{flag}-embed-dim {width} is not divisible by {flag}-attention-heads {heads}"
             )
-    if not args.init_std > 0:
-        raise ModelConfigError(f"--init-std must be > 0, got {args.init_std}")
     if args.rel_pos_bins and (args.rel_pos_bins < 4 or args.rel_pos_bins % 2):
         raise ModelConfigError(f"--rel-pos-bins must be 0 (off) or an even number >= 4, got {args.rel_pos_bins}")
 
@@ -393,7 +378,6 @@ def base_architecture(args):
     default("generator_dropout", 0.0)
     default("no_generator_stop_gradient", False)
     default("hardness_head", False)
-    default("init_std", 0.02)
     default("classification_pooling", "first")
     default("pooler_activation_fn", "tanh")
     default("pooler_dropout", 0.1)

@@ -45,11 +45,9 @@ class RelativePositionBias(nn.Module):
         """[num_buckets] the smallest |offset| that falls in each bucket (0 for an unused one)."""
         offsets = torch.arange(-self.max_distance, self.max_distance + 1)
         buckets = relative_position_bucket(offsets, self.num_buckets, self.max_distance)
-        distance = torch.zeros(self.num_buckets, dtype=torch.long)
-        for b in range(self.num_buckets):
-            hit = offsets[buckets == b].abs()
-            distance[b] = hit.min() if hit.numel() else 0
-        return distance
+        unused = offsets.abs().max() + 1
+        distance = torch.full((self.num_buckets,), int(unused)).scatter_reduce(0, buckets, offsets.abs(), "amin")
+        return distance.masked_fill(distance == unused, 0)
 
     @torch.no_grad()
     def init_local(self) -> None:
