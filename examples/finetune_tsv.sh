@@ -13,7 +13,7 @@
 # What it needs: CHECKPOINT from a pretraining run (examples/pretrain.sh, quickstart.sh);
 #   CORPUS_DIR written by scripts/prepare_corpus.py for that run (spm.model, dict.txt);
 #   TSV files with a header, 'sentence<TAB>label' or 'sentence1<TAB>sentence2<TAB>label'.
-# How long: the quickstart's 1800-sentence task with amos_tiny, 3 epochs: about 3-6 minutes
+# How long: a 2000-sentence task with a tiny or mini model, 3-5 epochs: about 2-6 minutes
 #   on 2 CPU cores (see docs/workflows.md). A base model on GLUE wants a GPU.
 #
 # Environment overrides (defaults in brackets): LR [1e-4] BATCH [32] EPOCHS [3]
