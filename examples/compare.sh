@@ -25,8 +25,10 @@
 #   Pretraining uses one seed (PRETRAIN_SEED); the spread reported is over fine-tuning seeds.
 #   Finished steps are reused when the script runs again (FRESH=1 starts over).
 # What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
-# How long: docs/results.md gives the measured time; about 25-30 min of pretraining per
-#   method on 2 cores and 1-3 min per fine-tuning run (5 arms x tasks x seeds of them).
+# How long: pretraining 1500 updates alone on 2 cores: electra ~9 min (2.7-2.9 updates/s),
+#   MLM-only ~14 min (1.8 updates/s), amos and focal_hardness not timed alone; then 5 arms x
+#   tasks x seeds fine-tuning runs of 1-4 min each. The defaults make roughly 1.5-2.5 hours
+#   (estimated from those parts, not timed as a whole; docs/results.md).
 #
 # Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
 #   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016
