@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Equal-compute comparison at the CPU scale: ELECTRA, AMOS, focal-hardness, an MLM-only model
+# Equal-budget comparison (the same updates and batch for every method; the MLM-only run
+# costs more per update) at the CPU scale: ELECTRA, AMOS, focal-hardness, an MLM-only model
 # of the discriminator's size, and the same discriminator from random weights.
 #
 #   bash examples/compare.sh [WORK]          (default WORK: runs/compare)

@@ -23,11 +23,6 @@ print(getattr(model, sys.argv[2], None) if not isinstance(model, dict) else mode
 PYEOF
 }
 
-# last_metric LOG KIND NAME: the last value of NAME on fairseq's '| KIND |' log lines
-last_metric() {
-    grep "| $2 |" "$1" | tail -1 | grep -oE "(^|[ |,])$3[ =][-0-9.e]+" | grep -oE "[-0-9.e]+$" || true
-}
-
 # prepare_corpus_once TEXT DIR VOCAB: sentencepiece + binarize TEXT into DIR (skipped when
 # DIR/data-bin is there already)
 prepare_corpus_once() {
