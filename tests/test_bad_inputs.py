@@ -53,6 +53,8 @@ CASES = {
                                 "--tokens-per-sample 600 is longer than the model's --max-positions 512"),
     "depth beyond generator": (lambda d, t: d, ["--generator-depths", "1,4", "--generator-layers", "3"],
                                "asks for depth 4 but --generator-layers is 3"),
+    "missing restore file": (lambda d, t: d, ["--restore-file", "/no/such/checkpoint_best.pt"],
+                             "--restore-file /no/such/checkpoint_best.pt does not exist"),
     "empty depth list": (lambda d, t: d, ["--generator-depths", ","], "--generator-depths is empty"),
     "mask prob zero": (lambda d, t: d, ["--mask-prob", "0"], "--mask-prob must lie in (0, 1)"),
     "mask prob one": (lambda d, t: d, ["--mask-prob", "1.2"], "--mask-prob must lie in (0, 1)"),

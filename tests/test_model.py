@@ -185,3 +185,63 @@ def test_mean_pooling_feeds_the_head_the_mean_over_real_tokens():
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
     first, _ = build_model("electra_tiny")
     assert first.args.classification_pooling == "first"
+
+
+# ---------------------------------------------------------------- loading and DDP-readiness
+
+
+@pytest.mark.parametrize("criterion,arch", [("electra", "electra_tiny"), ("amos", "amos_tiny"),
+                                            ("focal_hardness", "electra_tiny")])
+def test_every_parameter_gets_a_gradient(criterion, arch):
+    """fairseq's pytorch_ddp fails on parameters outside the graph (unless told
+    --find-unused-parameters): a model built for a criterion holds only what it trains."""
+    from test_precision import CRITERIA
+
+    cls, config, _ = CRITERIA[criterion]
+    torch.manual_seed(0)
+    model, task = build_model(arch, criterion=criterion)
+    net_input, target = random_batch(task)
+    sample = {"net_input": net_input, "target": target,
+              "ntokens": int(target.ne(task.dictionary.pad()).sum()), "nsentences": target.size(0)}
+    loss, _, _ = cls.build_criterion(config(), task)(model, sample)
+    loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unused, unused
+    assert (model.hardness_head is not None) == (criterion == "focal_hardness")
+    assert (model.mixture_scorer is not None) == (criterion == "amos")
+
+
+def test_checkpoint_head_with_another_class_count_starts_fresh(caplog):
+    """An MNLI model (3 classes) fine-tuned on a 2-class task under the same head name: the
+    discriminator loads, the head keeps this run's fresh weights (RoBERTa's rule)."""
+    from amos_fairseq.models.amos import AmosModel
+
+    torch.manual_seed(0)
+    source, task = build_model("amos_tiny")
+    source.register_classification_head("sentence_classification_head", num_classes=3)
+    state = source.state_dict()
+    model = AmosModel(source.args, task.dictionary, pretraining=False)
+    model.register_classification_head("sentence_classification_head", num_classes=2)
+    fresh = {k: v.clone() for k, v in model.classification_heads.state_dict().items()}
+    with caplog.at_level("WARNING"):
+        model.load_state_dict(state, strict=True)
+    assert "has another shape (3 classes) than this run's (2)" in caplog.text
+    for k, v in model.classification_heads.state_dict().items():
+        torch.testing.assert_close(v, fresh[k])
+    torch.testing.assert_close(model.discriminator.stack.layers[0].fc1.weight,
+                               source.discriminator.stack.layers[0].fc1.weight)
+
+
+def test_checkpoint_of_another_criterion_loads_with_a_fresh_strategy_head(caplog):
+    """An electra checkpoint continued under --criterion amos: the mixture scorer starts from
+    its initial weights, with a warning that names --reset-optimizer."""
+    torch.manual_seed(0)
+    electra, _ = build_model("amos_tiny", criterion="electra")
+    amos, _ = build_model("amos_tiny", criterion="amos")
+    fresh = {k: v.clone() for k, v in amos.mixture_scorer.state_dict().items()}
+    with caplog.at_level("WARNING"):
+        amos.load_state_dict(electra.state_dict(), strict=True)
+    assert "no mixture_scorer" in caplog.text and "--reset-optimizer" in caplog.text
+    for k, v in amos.mixture_scorer.state_dict().items():
+        torch.testing.assert_close(v, fresh[k])
+    torch.testing.assert_close(amos.rtd_head.dense.weight, electra.rtd_head.dense.weight)

@@ -164,8 +164,8 @@ class FocalHardnessCriterion(RTDCriterion):
         if head is None:
             raise RuntimeError(
                 "--criterion focal_hardness needs the model's hardness head, which is built when "
-                "the model is created with --criterion focal_hardness (or --hardness-head); this "
-                "model has none: build it again with one of those flags"
+                "the model is created with --criterion focal_hardness; this model has none: "
+                "build it with that flag"
             )
         hardness_logits = head(generated.hiddens[-1])  # [M, V]
         log_p = torch.log_softmax(self.unplaceable_fill(model, generated.logits[-1].detach().float()), dim=-1)

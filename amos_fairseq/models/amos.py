@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # Parameter groups that exist only for pretraining, by state-dict prefix.
 PRETRAINING_ONLY = ("generator.", "rtd_head.", "mixture_scorer.", "hardness_head.")
+STRATEGY_HEADS = ("mixture_scorer.", "hardness_head.")  # built only for their own criterion
 
 
 class ModelConfigError(ValueError):
@@ -138,7 +139,7 @@ class AmosModel(BaseFairseqModel):
             strategy = getattr(args, "criterion", None)
             if strategy == "amos":
                 self.mixture_scorer = MixtureScorer(args.generator_embed_dim)
-            if strategy == "focal_hardness" or getattr(args, "hardness_head", False):
+            if strategy == "focal_hardness":
                 self.hardness_head = HardnessHead(args.generator_embed_dim, len(dictionary))
         self.apply(init_bert_params)
         if args.rel_pos_init == "local":
@@ -178,8 +179,6 @@ class AmosModel(BaseFairseqModel):
         add("--generator-dropout", type=float, help="generator dropout (0: one pass trains and samples)")
         add("--no-generator-stop-gradient", action="store_true",
             help="let deeper heads' losses reach the layers below their block")
-        add("--hardness-head", action="store_true",
-            help="build the hardness head (automatic with --criterion focal_hardness)")
         add("--classification-pooling", choices=["first", "mean"],
             help="what classification heads read: the <s> token's features (RoBERTa, ELECTRA) "
                  "or their mean over the non-pad tokens")
@@ -192,6 +191,7 @@ class AmosModel(BaseFairseqModel):
 
         base_architecture(args)
         validate_args(args)
+        check_restore_file(args)
         pretraining = isinstance(task, AmosRTDTask)
         model = cls(args, task.source_dictionary, pretraining)
         logger.info(
@@ -302,11 +302,37 @@ class AmosModel(BaseFairseqModel):
                     del state_dict[k]
                 if dropped:
                     logger.info("dropped %d pretraining-only tensors of %s (not in this model)", len(dropped), group.rstrip("."))
+        for group in STRATEGY_HEADS:
+            module = getattr(self, group.rstrip("."))
+            if module is not None and not any(k.startswith(prefix + group) for k in state_dict):
+                # A checkpoint pretrained with another criterion (e.g. electra, continued with
+                # amos): the strategy's own head starts from its fresh weights.
+                logger.warning(
+                    "the checkpoint has no %s (pretrained with another --criterion): it starts "
+                    "from random weights; resume with --reset-optimizer (the optimizer state "
+                    "belongs to the other criterion's parameters)", group.rstrip(".")
+                )
+                for k, v in module.state_dict().items():
+                    state_dict[prefix + group + k] = v
         head_prefix = prefix + "classification_heads."
         load_heads = getattr(self.args, "load_checkpoint_heads", False)
         for k in [k for k in state_dict if k.startswith(head_prefix)]:
             head = k[len(head_prefix):].split(".")[0]
+            if k not in state_dict:
+                continue  # already dropped with the rest of its head
             if head in self.classification_heads:
+                ours = self.classification_heads[head].state_dict()
+                theirs = {n[len(head_prefix + head) + 1:]: state_dict[n] for n in state_dict
+                          if n.startswith(head_prefix + head + ".")}
+                if any(n in ours and ours[n].shape != t.shape for n, t in theirs.items()):
+                    # Same name, other task (e.g. an MNLI model fine-tuned on RTE): RoBERTa's rule.
+                    logger.warning(
+                        "classification head %s of the checkpoint has another shape (%d classes) "
+                        "than this run's (%d): it is dropped and this run's head starts fresh",
+                        head, theirs["out_proj.weight"].size(0), ours["out_proj.weight"].size(0),
+                    )
+                    for n in theirs:
+                        del state_dict[head_prefix + head + "." + n]
                 continue
             if load_heads:
                 weight = state_dict[head_prefix + head + ".out_proj.weight"]
@@ -318,6 +344,20 @@ class AmosModel(BaseFairseqModel):
         # Heads registered for this run but new to the checkpoint keep their fresh weights.
         for k, v in self.classification_heads.state_dict().items():
             state_dict.setdefault(head_prefix + k, v)
+
+
+def check_restore_file(args) -> None:
+    """fairseq trains from random weights, with one info line, when ``--restore-file`` names a
+    file that does not exist: a fine-tuning run would silently score an untrained model."""
+    from fairseq.file_io import PathManager
+
+    restore = getattr(args, "restore_file", None)
+    if restore and restore != "checkpoint_last.pt" and not PathManager.isfile(restore):
+        raise ModelConfigError(
+            f"--restore-file {restore} does not exist: give the path of a checkpoint (e.g. "
+            "the pretraining run's checkpoint_best.pt), or leave the flag out to start from "
+            "random weights"
+        )
 
 
 def validate_args(args) -> None:
@@ -377,7 +417,6 @@ def base_architecture(args):
     default("generator_attention_heads", max(1, args.generator_embed_dim // 64))
     default("generator_dropout", 0.0)
     default("no_generator_stop_gradient", False)
-    default("hardness_head", False)
     default("classification_pooling", "first")
     default("pooler_activation_fn", "tanh")
     default("pooler_dropout", 0.1)

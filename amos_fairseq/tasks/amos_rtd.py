@@ -227,7 +227,13 @@ class AmosRTDTask(FairseqTask):
         # (e.g. focal_hardness's alpha ramp) read it through the same hook.
         if hasattr(criterion, "set_num_updates"):
             criterion.set_num_updates(update_num)
-        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        # fairseq seeds torch once per update, so with --update-freq the second micro-batch
+        # continues the first one's random stream, while on worker 1 of a data-parallel run
+        # the same batch starts a fresh one. Seeding each micro-batch from (seed, update,
+        # its first example) makes the Gumbel noise and dropout a function of the batch
+        # itself: 2 workers reproduce one process with --update-freq 2 exactly.
+        with utils.set_torch_seed(micro_batch_seed(self.cfg.seed, update_num, sample)):
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     @property
     def source_dictionary(self):
@@ -239,6 +245,14 @@ class AmosRTDTask(FairseqTask):
 
     def max_positions(self):
         return self.cfg.tokens_per_sample
+
+
+def micro_batch_seed(seed: int, update_num: int, sample) -> int:
+    """A torch seed that depends on the run's seed, the update and which examples the batch
+    holds (``sample["id"]``, dataset indices), not on the worker or accumulation step."""
+    ids = sample.get("id") if isinstance(sample, dict) else None
+    first = int(ids.view(-1)[0]) if ids is not None and ids.numel() > 0 else -1
+    return (((seed * 1_000_003) + update_num) * 1_000_003 + first + 1) % (2**63)
 
 
 def validate_masking(cfg) -> None:
