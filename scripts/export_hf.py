@@ -9,7 +9,8 @@ a tokenizer that gives the fairseq pipeline's ids; DIR/generator the depth-K gen
 ``ElectraForMaskedLM``. Both load offline with ``from_pretrained(DIR)`` /
 ``AutoTokenizer.from_pretrained(DIR)``. Models with a relative position bias
 (``--rel-pos-bins`` > 0) or pre-LN layers (``--encoder-normalize-before``) are refused: HF
-ELECTRA cannot compute them. Needs ``pip install -e .[hf]``.
+ELECTRA cannot compute them. DIR appears only once the export is complete (and verified);
+``--force`` replaces a DIR of an earlier export, never another folder. Needs ``pip install -e .[hf]``.
 """
 
 import argparse
@@ -18,6 +19,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from output_dir import OutputDirError, check_output_dir, output_dir  # noqa: E402  (scripts/)
+
+TOOL = "export_hf"
 
 
 def main(argv=None):
@@ -31,32 +36,36 @@ def main(argv=None):
     parser.add_argument("--no-generator", action="store_true", help="export the discriminator only")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip loading the export back and comparing it with the fairseq model")
-    parser.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out that an earlier export made (never another folder)")
     args = parser.parse_args(argv)
 
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
-        sys.exit(f"error: {args.out!r} exists and is not empty; choose another --out or pass --force")
+    inputs = [args.checkpoint, args.data, args.spm]
     try:
+        check_output_dir(args.out, TOOL, args.force, inputs)
         from amos_fairseq.export import ExportError, export_pretrained
-    except ImportError as e:
+    except (OutputDirError, ImportError) as e:
         sys.exit(f"error: {e}")
 
     start = time.time()
     try:
-        result = export_pretrained(
-            args.checkpoint,
-            args.out,
-            data=args.data,
-            spm_model=args.spm,
-            generator=not args.no_generator,
-            generator_depth=args.generator_depth,
-            verify=not args.no_verify,
-        )
+        # Written to a temporary folder that replaces --out when complete and verified.
+        with output_dir(args.out, TOOL, args.force, inputs) as tmp:
+            result = export_pretrained(
+                args.checkpoint,
+                tmp,
+                data=args.data,
+                spm_model=args.spm,
+                generator=not args.no_generator,
+                generator_depth=args.generator_depth,
+                verify=not args.no_verify,
+            )
     except ExportError as e:  # TokenizerExportError is one too
         sys.exit(f"error: {e}")
-    print(f"[export] discriminator (ElectraForPreTraining) + tokenizer: {result.out_dir}")
+    print(f"[export] discriminator (ElectraForPreTraining) + tokenizer: {args.out}")
     if result.generator_dir:
-        print(f"[export] generator depth {result.generator_depth} (ElectraForMaskedLM): {result.generator_dir}")
+        print(f"[export] generator depth {result.generator_depth} (ElectraForMaskedLM): "
+              f"{os.path.join(args.out, os.path.basename(result.generator_dir))}")
     for name, diff in result.max_abs_diff.items():
         print(f"[verify] max |hf - fairseq| {name}: {diff:.2e}")
     print(f"[done] {time.time() - start:.1f}s")

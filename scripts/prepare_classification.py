@@ -20,7 +20,9 @@ Writes under OUT the layout fairseq's ``sentence_prediction`` task reads::
 
 ``dev.tsv`` becomes the ``valid`` split. Labels come from train.tsv; a dev/test label not
 seen in train is an error (fairseq would silently map it to <unk>). With ``--checkpoint``
-the dictionary size is checked against the checkpoint's embedding rows.
+the dictionary size is checked against the checkpoint's embedding rows. OUT is built in a
+temporary folder and appears only when complete; ``--force`` replaces only an OUT that this
+script made, and never one that holds an input.
 """
 
 import argparse
@@ -28,10 +30,13 @@ import collections
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
+
+from output_dir import OutputDirError, check_output_dir, output_dir
+
+TOOL = "prepare_classification"
 
 SPLITS = (("train", "train"), ("dev", "valid"), ("test", "test"))
 PAIR_LIMIT = 2  # sentence_prediction reads input0 and input1 only
@@ -45,7 +50,18 @@ class PrepareError(Exception):
 
 def read_tsv(path, label_column, text_columns=None, require_label=True):
     """Rows of a headed TSV -> (text column names, list of text tuples, list of labels or None)."""
-    with open(path, encoding="utf-8", newline="") as f:
+    try:
+        return _read_tsv(path, label_column, text_columns, require_label)
+    except UnicodeDecodeError as e:
+        raise PrepareError(
+            f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}): re-save it "
+            "as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT"
+        ) from None
+
+
+def _read_tsv(path, label_column, text_columns, require_label):
+    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
         if header is None:
@@ -104,7 +120,11 @@ def checkpoint_vocab_rows(checkpoint):
     """Rows of the token embedding matrix of a fairseq checkpoint."""
     import torch
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated: EOFError, RuntimeError (zip), UnpicklingError
+        raise PrepareError(f"--checkpoint {checkpoint} cannot be read ({type(e).__name__}): it is not a "
+                           "complete checkpoint (a kill while saving, a full disk?); use another one") from None
     model = state.get("model", state)
     for key, value in model.items():
         if key.endswith("token_embeddings.weight") or key.endswith("embed_tokens.weight"):
@@ -147,6 +167,49 @@ def binarize(raw_prefixes, dict_path, dest, workers):
         raise PrepareError(f"fairseq-preprocess failed for {dest}:\n{proc.stdout[-3000:]}")
 
 
+def write_output(out, data, text_columns, labels, label_counts, sp, dict_path, workers):
+    """Encode and binarize every split into ``out``; write meta.json and return its content."""
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        raw = collections.defaultdict(dict)  # folder -> split -> raw prefix
+        for split, (texts, split_labels) in data.items():
+            for col in range(len(text_columns)):
+                prefix = os.path.join(tmp, f"input{col}.{split}")
+                with open(prefix, "w", encoding="utf-8") as f:
+                    for row in texts:
+                        f.write(" ".join(sp.encode(row[col], out_type=str)) + "\n")
+                raw[f"input{col}"][split] = prefix
+            if split_labels is not None:
+                prefix = os.path.join(tmp, f"label.{split}")
+                with open(prefix, "w", encoding="utf-8") as f:
+                    f.write("".join(label + "\n" for label in split_labels))
+                raw["label"][split] = prefix
+        label_dict = os.path.join(tmp, "label.dict.txt")
+        with open(label_dict, "w", encoding="utf-8") as f:
+            f.write("".join(f"{label} {label_counts[label]}\n" for label in labels))
+        for folder, prefixes in raw.items():
+            binarize(prefixes, label_dict if folder == "label" else dict_path,
+                     os.path.join(out, folder), workers)
+            for leftover in ("preprocess.log",):
+                path = os.path.join(out, folder, leftover)
+                if os.path.exists(path):
+                    os.remove(path)
+
+    majority = label_counts.most_common(1)[0][0]
+    dev_labels = data["valid"][1]
+    meta = {
+        "text_columns": text_columns,
+        "labels": labels,
+        "num_classes": len(labels),
+        "pair": len(text_columns) == 2,
+        "rows": {split: len(texts) for split, (texts, _) in data.items()},
+        "majority_label": majority,
+        "dev_majority_accuracy": sum(l == majority for l in dev_labels) / len(dev_labels),
+    }
+    with open(os.path.join(out, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+    return meta
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task_dir", help="folder with train.tsv, dev.tsv [, test.tsv]")
@@ -180,8 +243,11 @@ def prepare(args):
         if not os.path.isfile(os.path.join(args.task_dir, f"{name}.tsv")):
             raise PrepareError(f"{os.path.join(args.task_dir, name + '.tsv')} does not exist: the task folder "
                                "needs train.tsv and dev.tsv (test.tsv is optional)")
-    if os.path.exists(args.out) and not args.force:
-        raise PrepareError(f"{args.out!r} exists; choose another --out or pass --force to replace it")
+    inputs = [args.task_dir, spm_model, dict_path, args.checkpoint]
+    try:
+        check_output_dir(args.out, TOOL, args.force, inputs)
+    except OutputDirError as e:
+        raise PrepareError(str(e)) from None
     check_vocabulary(dict_path, spm_model, args.checkpoint)
 
     # Read and validate everything before writing anything.
@@ -212,47 +278,8 @@ def prepare(args):
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=spm_model)
-    if os.path.exists(args.out):
-        shutil.rmtree(args.out)
-    os.makedirs(args.out)
-    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-        raw = collections.defaultdict(dict)  # folder -> split -> raw prefix
-        for split, (texts, split_labels) in data.items():
-            for col in range(len(text_columns)):
-                prefix = os.path.join(tmp, f"input{col}.{split}")
-                with open(prefix, "w", encoding="utf-8") as f:
-                    for row in texts:
-                        f.write(" ".join(sp.encode(row[col], out_type=str)) + "\n")
-                raw[f"input{col}"][split] = prefix
-            if split_labels is not None:
-                prefix = os.path.join(tmp, f"label.{split}")
-                with open(prefix, "w", encoding="utf-8") as f:
-                    f.write("".join(label + "\n" for label in split_labels))
-                raw["label"][split] = prefix
-        label_dict = os.path.join(tmp, "label.dict.txt")
-        with open(label_dict, "w", encoding="utf-8") as f:
-            f.write("".join(f"{label} {label_counts[label]}\n" for label in labels))
-        for folder, prefixes in raw.items():
-            binarize(prefixes, label_dict if folder == "label" else dict_path,
-                     os.path.join(args.out, folder), args.workers)
-            for leftover in ("preprocess.log",):
-                path = os.path.join(args.out, folder, leftover)
-                if os.path.exists(path):
-                    os.remove(path)
-
-    majority = label_counts.most_common(1)[0][0]
-    dev_labels = data["valid"][1]
-    meta = {
-        "text_columns": text_columns,
-        "labels": labels,
-        "num_classes": len(labels),
-        "pair": len(text_columns) == 2,
-        "rows": {split: len(texts) for split, (texts, _) in data.items()},
-        "majority_label": majority,
-        "dev_majority_accuracy": sum(l == majority for l in dev_labels) / len(dev_labels),
-    }
-    with open(os.path.join(args.out, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
+    with output_dir(args.out, TOOL, args.force, inputs) as out:
+        meta = write_output(out, data, text_columns, labels, label_counts, sp, dict_path, args.workers)
     print(f"[done] {args.out}: {meta['rows']} rows, {len(labels)} labels {labels}, "
           f"--num-classes {len(labels)}{' (sentence pairs)' if meta['pair'] else ''}", file=sys.stderr)
 

@@ -9,7 +9,9 @@ fairseq vocabulary derived from the sentencepiece vocabulary, so fine-tuning dat
 later with ``--srcdict`` shares ids exactly), ``train.spm``/``valid.spm`` (encoded text) and
 ``data-bin/`` (made by ``fairseq-preprocess --only-source``), the directory to pass to
 ``fairseq-train``. Lines are streamed; blank lines separate documents (kept, so
-``--sample-break-mode complete_doc`` works). An existing DIR is refused unless ``--force``.
+``--sample-break-mode complete_doc`` works). Everything is built in a temporary folder that
+becomes DIR only when complete: a failure leaves no partial DIR and an earlier DIR untouched.
+An existing DIR is refused unless ``--force``, which replaces only a folder this script made.
 """
 
 import argparse
@@ -22,6 +24,9 @@ import subprocess
 import sys
 import time
 
+from output_dir import OutputDirError, check_output_dir, output_dir
+
+TOOL = "prepare_corpus"
 # Symbols fairseq's Dictionary puts first itself; sentencepiece's own are mapped onto them.
 SPM_CONTROL = {"<unk>", "<s>", "</s>", "<pad>"}
 
@@ -40,6 +45,10 @@ def iter_lines(paths):
         with open_text(path) as f:
             for line in f:
                 yield line.rstrip("\n")
+
+
+class CorpusError(Exception):
+    """A corpus or option this tool cannot turn into a data directory."""
 
 
 class Progress:
@@ -76,20 +85,27 @@ def train_sentencepiece(paths, out_dir, vocab_size, sample_lines, model_type, se
         progress.step()
     progress.done()
     if not reservoir:
-        sys.exit(f"error: no text in {paths}")
+        raise CorpusError(f"no text in {paths}")
     prefix = os.path.join(out_dir, "spm")
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(reservoir),
-        model_prefix=prefix,
-        vocab_size=vocab_size,
-        model_type=model_type,
-        character_coverage=1.0,
-        # ids match fairseq's Dictionary layout: <s>=0 <pad>=1 </s>=2 <unk>=3
-        bos_id=0, pad_id=1, eos_id=2, unk_id=3,
-        input_sentence_size=len(reservoir),
-        shuffle_input_sentence=True,
-        minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(reservoir),
+            model_prefix=prefix,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=1.0,
+            # ids match fairseq's Dictionary layout: <s>=0 <pad>=1 </s>=2 <unk>=3
+            bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+            input_sentence_size=0,  # all of the reservoir, which is the sample already
+            shuffle_input_sentence=True,
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[-1].split("] ")[-1]  # drop sentencepiece's source location
+        if "Vocabulary size" in reason:  # "Vocabulary size too high (8000). Please set it to a value <= 1234."
+            raise CorpusError(f"sentencepiece cannot make --vocab-size {vocab_size} pieces from this "
+                              f"corpus: {reason} (pass a smaller --vocab-size)") from None
+        raise CorpusError(f"sentencepiece failed on {paths}: {reason}") from None
     return prefix + ".model"
 
 
@@ -113,8 +129,6 @@ def encode(paths, spm_model_path, train_out, valid_out, valid_lines, seed):
 
     sp = spm.SentencePieceProcessor(model_file=spm_model_path)
     total = sum(1 for l in iter_lines(paths) if l.strip())
-    if total <= valid_lines:
-        sys.exit(f"error: the corpus has {total} non-blank lines; --valid-lines {valid_lines} leaves no training data")
     valid_ids = set(random.Random(seed).sample(range(total), valid_lines))
     progress, k = Progress("encode"), 0
     with open(train_out, "w", encoding="utf-8") as train, open(valid_out, "w", encoding="utf-8") as valid:
@@ -141,7 +155,8 @@ def binarize(out_dir, workers):
         "--workers", str(workers),
     ]
     print("[binarize] " + " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise CorpusError("fairseq-preprocess failed (its message is above)")
 
 
 def main(argv=None):
@@ -162,23 +177,32 @@ def main(argv=None):
     for path in args.inputs:
         if not os.path.isfile(path):
             sys.exit(f"error: input {path!r} does not exist")
-    if os.path.exists(args.out):
-        if not args.force:
-            sys.exit(f"error: {args.out!r} exists; choose another --out or pass --force to replace it")
-        shutil.rmtree(args.out)
-    os.makedirs(args.out)
-
-    if args.spm_model:
-        shutil.copy(args.spm_model, os.path.join(args.out, "spm.model"))
-        spm_model = os.path.join(args.out, "spm.model")
-    else:
-        spm_model = train_sentencepiece(
-            args.inputs, args.out, args.vocab_size, args.spm_sample_lines, args.model_type, args.seed
-        )
-    write_dictionary(spm_model, os.path.join(args.out, "dict.txt"))
-    encode(args.inputs, spm_model, os.path.join(args.out, "train.spm"), os.path.join(args.out, "valid.spm"),
-           args.valid_lines, args.seed)
-    binarize(args.out, args.workers)
+    if args.spm_model and not os.path.isfile(args.spm_model):
+        sys.exit(f"error: --spm-model {args.spm_model!r} does not exist")
+    if args.vocab_size < 10:
+        sys.exit(f"error: --vocab-size must be at least 10, got {args.vocab_size}")
+    if args.valid_lines < 1:
+        sys.exit(f"error: --valid-lines must be at least 1 (fairseq-train validates on them), got {args.valid_lines}")
+    try:
+        check_output_dir(args.out, TOOL, args.force, [*args.inputs, args.spm_model])
+        total = sum(1 for line in iter_lines(args.inputs) if line.strip())
+        if total <= args.valid_lines:
+            raise CorpusError(f"the corpus has {total} non-blank lines; --valid-lines {args.valid_lines} leaves "
+                              "no training data: pass a smaller --valid-lines")
+        with output_dir(args.out, TOOL, args.force, [*args.inputs, args.spm_model]) as tmp:
+            if args.spm_model:
+                shutil.copy(args.spm_model, os.path.join(tmp, "spm.model"))
+                spm_model = os.path.join(tmp, "spm.model")
+            else:
+                spm_model = train_sentencepiece(
+                    args.inputs, tmp, args.vocab_size, args.spm_sample_lines, args.model_type, args.seed
+                )
+            write_dictionary(spm_model, os.path.join(tmp, "dict.txt"))
+            encode(args.inputs, spm_model, os.path.join(tmp, "train.spm"), os.path.join(tmp, "valid.spm"),
+                   args.valid_lines, args.seed)
+            binarize(tmp, args.workers)
+    except (OutputDirError, CorpusError) as e:
+        sys.exit(f"error: {e}")
     print(f"[done] fairseq data directory: {os.path.join(args.out, 'data-bin')}", file=sys.stderr)
 
 

@@ -6,6 +6,7 @@ import json
 import lzma
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -121,6 +122,43 @@ def test_script_round_trip(exported):
     assert generator["architectures"] == ["ElectraForMaskedLM"]
     assert (generator["hidden_size"], generator["num_hidden_layers"]) == (32, 2)
     assert config["vocab_size"] == generator["vocab_size"] == 801  # 4 specials + 796 pieces + <mask>
+
+
+def test_force_replaces_only_an_earlier_export(exported, checkpoint, data_bin, tmp_path):
+    out, _, _ = exported
+    files = {p.relative_to(out) for p in out.rglob("*") if p.is_file()}
+    for path in files:  # the temporary build folder's name never reaches the export
+        if path.suffix in (".json", ".txt"):
+            assert ".partial-" not in (out / path).read_text(encoding="utf-8"), path
+
+    def export(target, *extra):
+        return subprocess.run(
+            [sys.executable, str(EXPORT), str(checkpoint), "--out", str(target), "--data", str(data_bin),
+             "--no-verify", "--no-generator", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **ONE_THREAD},
+        )
+
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    proc = export(again)
+    assert proc.returncode != 0 and "pass --force" in proc.stdout.strip().splitlines()[-1]
+    proc = export(again, "--force")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    # The generator of the earlier export is gone, not left stale beside the new files.
+    assert not (again / "generator").exists() and (again / "config.json").is_file()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    proc = export(mine, "--force")
+    assert proc.returncode != 0 and "replaces only a folder that export_hf made" in proc.stdout
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[:5000])
+    proc = subprocess.run([sys.executable, str(EXPORT), str(truncated), "--out", str(tmp_path / "t")],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT))
+    assert proc.returncode != 0 and "is not a complete checkpoint" in proc.stdout.strip().splitlines()[-1]
+    assert not (tmp_path / "t").exists()
 
 
 def test_discriminator_matches_fairseq_on_real_sentences(exported, fairseq_model):

@@ -139,14 +139,86 @@ def test_vocabulary_mismatches_are_refused(tiny_corpus, tmp_path):
     assert proc.returncode != 0 and "--corpus-dir DIR" in proc.stdout
 
 
-def test_prepare_corpus_bad_inputs(tmp_path):
-    proc = run_script("prepare_corpus.py", tmp_path / "missing.txt", "--out", tmp_path / "c")
-    assert proc.returncode != 0 and "does not exist" in proc.stdout
-    (tmp_path / "exists").mkdir()
+def last_line(proc):
+    return [line for line in proc.stdout.strip().splitlines() if line.strip()][-1]
+
+
+def tree(folder: Path):
+    """{relative path: bytes} of every file under folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_prepare_corpus_bad_inputs_stop_before_writing(tmp_path):
     text = tmp_path / "t.txt"
-    text.write_text("some words here\n" * 20)
-    proc = run_script("prepare_corpus.py", text, "--out", tmp_path / "exists")
-    assert proc.returncode != 0 and "pass --force" in proc.stdout
+    text.write_text("some words here and there\n" * 40)
+    cases = [
+        ([tmp_path / "missing.txt"], "input", "does not exist"),
+        ([text, "--valid-lines", "-3"], "--valid-lines", "must be at least 1"),
+        ([text, "--valid-lines", "40"], "--valid-lines 40", "pass a smaller --valid-lines"),
+        ([text, "--vocab-size", "5000", "--valid-lines", "5"], "--vocab-size 5000", "pass a smaller --vocab-size"),
+    ]
+    for args, names, fix in cases:
+        proc = run_script("prepare_corpus.py", *args, "--out", tmp_path / "c")
+        assert proc.returncode != 0, args
+        assert names in last_line(proc) and fix in last_line(proc), proc.stdout[-2000:]
+        assert "Traceback" not in proc.stdout, proc.stdout[-2000:]
+        assert not (tmp_path / "c").exists(), "a failed run leaves no partial folder"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.txt"], "no temporary folder left behind"
+
+
+def test_prepare_corpus_replaces_only_its_own_output(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"line {i} of some words about whales and ships\n" for i in range(60)))
+    # A folder of the user's own is never replaced, with or without --force.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for force in ([], ["--force"]):
+        proc = run_script("prepare_corpus.py", text, "--out", mine, "--vocab-size", "40", "--valid-lines", "5", *force)
+        assert proc.returncode != 0 and ("pass --force" in proc.stdout if not force else "made" in last_line(proc))
+    assert tree(mine) == {"notes.txt": b"keep me"}
+    # Its own output: replaced with --force; a failing --force run leaves it as it was.
+    out = tmp_path / "out"
+    assert run_script("prepare_corpus.py", text, "--out", out, "--vocab-size", "40", "--valid-lines", "5").returncode == 0
+    before = tree(out)
+    assert "spm.model" in before and "data-bin/train.bin" in before
+    proc = run_script("prepare_corpus.py", text, "--out", out, "--vocab-size", "4000", "--valid-lines", "5", "--force")
+    assert proc.returncode != 0 and "pass a smaller --vocab-size" in last_line(proc)
+    assert tree(out) == before
+    proc = run_script("prepare_corpus.py", text, "--out", out, "--vocab-size", "38", "--valid-lines", "5", "--force")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert tree(out)["spm.model"] != before["spm.model"]
+    # An input inside --out would be deleted by replacing it: refused.
+    inner = out / "corpus.txt"
+    inner.write_text(text.read_text())
+    proc = run_script("prepare_corpus.py", inner, "--out", out, "--vocab-size", "40", "--valid-lines", "5", "--force")
+    assert proc.returncode != 0 and "lies inside the output folder" in last_line(proc)
+    assert inner.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "out", "t.txt"]
+
+
+def test_prepare_classification_never_overwrites_its_inputs(tiny_corpus, tmp_path):
+    task = write_task(tmp_path / "task", {"train": ["sentence\tlabel", "a b\tx", "c d\ty"],
+                                          "dev": ["sentence\tlabel", "e f\tx"]})
+    before = tree(task)
+    for out in (task, tmp_path):
+        proc = run_script("prepare_classification.py", task, "--corpus-dir", tiny_corpus, "--out", out, "--force")
+        assert proc.returncode != 0 and "lies inside the output folder" in last_line(proc), proc.stdout
+    assert tree(task) == before
+
+
+def test_tsv_encodings(tiny_corpus, tmp_path):
+    """A byte-order mark is not part of the header; text that is not UTF-8 is named."""
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "train.tsv").write_bytes("\ufeffsentence\tlabel\na b\tx\nc d\ty\n".encode("utf-8"))
+    (task / "dev.tsv").write_bytes("sentence\tlabel\nthe caf\u00e9\tx\n".encode("latin-1"))
+    proc = run_script("prepare_classification.py", task, "--corpus-dir", tiny_corpus, "--out", tmp_path / "o")
+    assert proc.returncode != 0 and "dev.tsv is not UTF-8 text" in last_line(proc) and "iconv" in last_line(proc)
+    (task / "dev.tsv").write_text("sentence\tlabel\nthe caf\u00e9\tx\n", encoding="utf-8")
+    proc = run_script("prepare_classification.py", task, "--corpus-dir", tiny_corpus, "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stdout
+    assert json.loads((tmp_path / "o" / "meta.json").read_text())["text_columns"] == ["sentence"]
 
 
 def test_plot_curves_from_a_log_file_and_its_errors(tmp_path):

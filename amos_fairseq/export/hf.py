@@ -68,8 +68,12 @@ def load_pretraining_model(checkpoint: str, data: Optional[str] = None):
     import amos_fairseq  # noqa: F401  (registers the task and model; torch.load compatibility)
     from fairseq import checkpoint_utils
 
-    if not os.path.isfile(checkpoint):
-        raise ExportError(f"checkpoint {checkpoint!r} not found")
+    from ..checkpoint_file import CheckpointFileError, check_checkpoint_file
+
+    try:
+        check_checkpoint_file(checkpoint, "checkpoint")
+    except CheckpointFileError as e:
+        raise ExportError(str(e)) from None
     state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
     cfg = state.get("cfg")
     if cfg is None:

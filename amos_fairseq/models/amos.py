@@ -17,6 +17,7 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.roberta.model import RobertaClassificationHead
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
+from ..checkpoint_file import CheckpointFileError, check_checkpoint_file
 from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
@@ -348,16 +349,16 @@ class AmosModel(BaseFairseqModel):
 
 def check_restore_file(args) -> None:
     """fairseq trains from random weights, with one info line, when ``--restore-file`` names a
-    file that does not exist: a fine-tuning run would silently score an untrained model."""
-    from fairseq.file_io import PathManager
-
+    file that does not exist (a fine-tuning run would silently score an untrained model), and
+    dies deep in ``torch.load`` on a truncated one: both stop here, before anything is written."""
     restore = getattr(args, "restore_file", None)
-    if restore and restore != "checkpoint_last.pt" and not PathManager.isfile(restore):
-        raise ModelConfigError(
-            f"--restore-file {restore} does not exist: give the path of a checkpoint (e.g. "
-            "the pretraining run's checkpoint_best.pt), or leave the flag out to start from "
-            "random weights"
-        )
+    if restore and restore != "checkpoint_last.pt":
+        try:
+            check_checkpoint_file(restore, "--restore-file")
+        except CheckpointFileError as e:
+            raise ModelConfigError(
+                f"{e}; or leave --restore-file out to start from random weights"
+            ) from None
 
 
 def validate_args(args) -> None:
