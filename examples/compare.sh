@@ -44,8 +44,9 @@ SEEDS="${SEEDS:-1 2 3}"; UPDATES="${UPDATES:-1500}"; PRETRAIN_SEED="${PRETRAIN_S
 CORPUS_TEXT="${CORPUS_TEXT:-examples/data/corpus-full.txt.xz}"; VOCAB="${VOCAB:-4000}"
 export OMP_NUM_THREADS="${THREADS:-2}"
 start=$(date +%s)
-[ "${FRESH:-0}" = 1 ] && rm -rf "$WORK"
-mkdir -p "$WORK"
+# WORK is this recipe's own folder; FRESH=1 removes it first (never a folder it did not make).
+if [ "${FRESH:-0}" = 1 ]; then fresh_dir "$WORK" compare || exit 2; fi
+own_dir "$WORK" compare || exit 2
 
 corpus="$WORK/corpus"
 prepare_corpus_once "$CORPUS_TEXT" "$corpus" "$VOCAB"

@@ -2,6 +2,7 @@
 # Fine-tune a pretrained checkpoint on TSV classification tasks and report each dev metric.
 #
 #   bash examples/finetune_tsv.sh CHECKPOINT CORPUS_DIR TASKS [WORK]
+#     (default WORK: runs/finetune/RUN-CHECKPOINT[-scratch]-seedSEED)
 #
 # What it does: for every task folder (TASKS itself if it holds train.tsv, otherwise each
 #   subfolder of TASKS that does: a GLUE-style layout), converts train/dev/test.tsv with
@@ -9,7 +10,8 @@
 #   fine-tunes with fairseq's sentence_prediction task and criterion from CHECKPOINT
 #   (--restore-file with --reset-optimizer --reset-dataloader --reset-meters; the generator
 #   and RTD head are dropped on load), and prints one line per task: best dev accuracy next
-#   to the majority-class baseline. Results also go to WORK/results.tsv.
+#   to the majority-class baseline. Results also go to WORK/results.tsv. WORK must be new,
+#   empty or an earlier finetune_tsv.sh folder (whose results and checkpoints it replaces).
 # What it needs: CHECKPOINT from a pretraining run (examples/pretrain.sh, quickstart.sh);
 #   CORPUS_DIR written by scripts/prepare_corpus.py for that run (spm.model, dict.txt);
 #   TSV files with a header, 'sentence<TAB>label' or 'sentence1<TAB>sentence2<TAB>label'.
@@ -25,12 +27,16 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [ $# -lt 3 ]; then
-    sed -n "2,28p" "$0" >&2
+    sed -n "2,26p" "$0" >&2
     exit 2
 fi
-CHECKPOINT="$1"; CORPUS="$2"; TASKS="$3"; WORK="${4:-runs/finetune}"
+CHECKPOINT="$1"; CORPUS="$2"; TASKS="$3"
 [ -f "$CHECKPOINT" ] || { echo "error: checkpoint $CHECKPOINT does not exist" >&2; exit 2; }
 [ -f "$CORPUS/spm.model" ] || { echo "error: $CORPUS has no spm.model: pass the --out of scripts/prepare_corpus.py" >&2; exit 2; }
+# One folder per checkpoint, arm and seed unless named: runs never share results or checkpoints.
+ckpt_name="$(basename "$(dirname "$(dirname "$(realpath "$CHECKPOINT")")")")-$(basename "$CHECKPOINT" .pt)"
+WORK="${4:-runs/finetune/$ckpt_name$([ "${FROM_SCRATCH:-0}" = 1 ] && echo -scratch)-seed${SEED:-1}}"
+own_dir "$WORK" finetune_tsv || exit 2
 
 ARCH="${ARCH:-$(checkpoint_field "$CHECKPOINT" arch)}"
 MAX_POSITIONS="${MAX_POSITIONS:-$(checkpoint_field "$CHECKPOINT" max_positions)}"

@@ -17,10 +17,41 @@ checkpoint_field() {
     "$PY" - "$1" "$2" <<'PYEOF'
 import sys
 import torch
-state = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+try:
+    state = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+except Exception as e:  # truncated or not a checkpoint
+    sys.exit(f"error: {sys.argv[1]} is not a complete checkpoint ({type(e).__name__}): use another one")
 model = state["cfg"]["model"] if state.get("cfg") is not None else state["args"]
 print(getattr(model, sys.argv[2], None) if not isinstance(model, dict) else model.get(sys.argv[2]))
 PYEOF
+}
+
+# Working folders carry the marker file that scripts/output_dir.py writes, naming the recipe
+# that made them: a recipe writes into, or (FRESH=1) removes, only a folder it made itself.
+MARKER=.amos-fairseq-output
+
+# own_dir DIR RECIPE: DIR becomes RECIPE's folder: created with the marker when missing or
+# empty, reused when it holds RECIPE's marker, refused otherwise (a folder of the user's own).
+own_dir() {
+    local dir="$1" recipe="$2"
+    if [ -e "$dir" ] && [ ! -d "$dir" ]; then
+        echo "error: $dir exists and is not a folder: choose another WORK" >&2; return 2
+    fi
+    if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
+        if [ "$(cat "$dir/$MARKER" 2>/dev/null)" != "$recipe" ]; then
+            echo "error: $dir exists and was not made by $recipe (no $recipe marker $MARKER in it): choose another WORK, or move that folder away" >&2
+            return 2
+        fi
+        return 0
+    fi
+    mkdir -p "$dir" && echo "$recipe" > "$dir/$MARKER"
+}
+
+# fresh_dir DIR RECIPE: remove DIR (FRESH=1) only if RECIPE made it; refuse otherwise.
+fresh_dir() {
+    [ -e "$1" ] || return 0
+    own_dir "$1" "$2" || return 2
+    rm -rf "$1"
 }
 
 # prepare_corpus_once TEXT DIR VOCAB: sentencepiece + binarize TEXT into DIR (skipped when

@@ -21,8 +21,9 @@
 #   (--leave-unmasked-prob 0.15); AMOS replaces every selected position by <mask>.
 #
 #   With `cpu`: the same architecture and criterion run for CPU_UPDATES [20] updates at
-#   batch 8 x 128 tokens on the shipped corpus slice (prepared under runs/corpus on first
-#   use), fp32, no GPU needed: a check that the recipe runs, not a useful model.
+#   batch 8 x 128 tokens on DATA, by default the shipped corpus slice (prepared under
+#   runs/corpus on first use), fp32, no GPU needed: a check that the recipe runs, not a
+#   useful model.
 # What it needs: GPU mode: DATA, a directory made by scripts/prepare_corpus.py (data-bin/),
 #   one or more GPUs (GPUS [1]; more go through examples/distributed.sh). CPU mode: nothing.
 # How long: cpu mode here (2 cores): small about 2-4 min, base about 10 min (docs/workflows.md).
@@ -32,7 +33,7 @@
 #   MAX_UPDATE, LR, WARMUP, CPU_UPDATES [20], SEED [1].
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if [ $# -lt 2 ]; then sed -n '2,38p' "$0" >&2; exit 2; fi
+if [ $# -lt 2 ]; then sed -n '2,33p' "$0" >&2; exit 2; fi
 METHOD="$1"; SIZE="$2"; shift 2
 MODE=gpu
 if [ "${1:-}" = cpu ]; then MODE=cpu; shift; fi
@@ -55,12 +56,17 @@ WORK="${WORK:-runs/pretrain/$METHOD-$SIZE$suffix}"
 LR="${LR:-$lr}"; WARMUP="${WARMUP:-$warmup}"; SEED="${SEED:-1}"
 
 if [ "$MODE" = cpu ]; then
-    DATA="${DATA:-runs/corpus/data-bin}"
-    if [ ! -f "$DATA/train.bin" ]; then
-        log "preparing the shipped corpus slice -> ${DATA%/data-bin}"
-        "$PY" scripts/prepare_corpus.py examples/data/corpus.txt.xz --out "${DATA%/data-bin}" \
-            --vocab-size 2000 --valid-lines 300 --force
+    if [ -z "${DATA:-}" ]; then
+        # The shipped slice, prepared once into the recipe's own folder (never a folder named
+        # by the user: a DATA without train.bin is an error below).
+        DATA=runs/corpus/data-bin
+        if [ ! -f "$DATA/train.bin" ]; then
+            log "preparing the shipped corpus slice -> ${DATA%/data-bin}"
+            "$PY" scripts/prepare_corpus.py examples/data/corpus.txt.xz --out "${DATA%/data-bin}" \
+                --vocab-size 2000 --valid-lines 300 --force
+        fi
     fi
+    [ -f "$DATA/train.bin" ] || { echo "error: DATA=$DATA has no train.bin: pass the data-bin folder that scripts/prepare_corpus.py wrote, or leave DATA unset for the shipped corpus slice" >&2; exit 2; }
     MAX_UPDATE="${MAX_UPDATE:-${CPU_UPDATES:-20}}"
     seq=128; WARMUP=$(( MAX_UPDATE / 10 + 1 ))
     size_args=(--batch-size 8 --update-freq 1)

@@ -31,8 +31,9 @@ PRETRAIN_UPDATES="${PRETRAIN_UPDATES:-600}"
 TASK="${TASK:-examples/data/tasks/conll2010_wiki_uncertainty}"
 export OMP_NUM_THREADS="${THREADS:-2}"
 start=$(date +%s)
-[ "${FRESH:-0}" = 1 ] && rm -rf "$WORK"
-mkdir -p "$WORK"
+# WORK is this recipe's own folder; FRESH=1 removes it first (never a folder it did not make).
+if [ "${FRESH:-0}" = 1 ]; then fresh_dir "$WORK" quickstart || exit 2; fi
+own_dir "$WORK" quickstart || exit 2
 
 corpus="$WORK/corpus"
 log "1/4 corpus: examples/data/corpus-full.txt.xz -> $corpus"
