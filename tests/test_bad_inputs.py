@@ -5,6 +5,7 @@ import hashlib
 import shutil
 
 import pytest
+import torch
 
 from conftest import ROOT, TINY_TRAIN_ARGS, fairseq_train
 
@@ -55,6 +56,8 @@ CASES = {
                                "asks for depth 4 but --generator-layers is 3"),
     "missing restore file": (lambda d, t: d, ["--restore-file", "/no/such/checkpoint_best.pt"],
                              "--restore-file /no/such/checkpoint_best.pt does not exist"),
+    "bf16 without torch_xla": (lambda d, t: d, ["--bf16"], "--bf16 in fairseq 0.12 means TPU training"),
+    "fp16 without a GPU": (lambda d, t: d, ["--fp16"], "--fp16 needs a CUDA GPU and this machine has none"),
     "empty depth list": (lambda d, t: d, ["--generator-depths", ","], "--generator-depths is empty"),
     "mask prob zero": (lambda d, t: d, ["--mask-prob", "0"], "--mask-prob must lie in (0, 1)"),
     "mask prob one": (lambda d, t: d, ["--mask-prob", "1.2"], "--mask-prob must lie in (0, 1)"),
@@ -64,6 +67,8 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_message(case, data_bin, tmp_path, save_dir_with_checkpoint):
     make_data, extra, message = CASES[case]
+    if "GPU" in case and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --fp16 is valid here")
     data = make_data(data_bin, tmp_path)
     with pytest.raises(ValueError) as err:
         run_in_process(data, save_dir_with_checkpoint, "--arch", "amos_tiny", "--criterion", "electra", *extra)
@@ -74,6 +79,14 @@ def test_dictionary_data_mismatch(mismatched_data, save_dir_with_checkpoint):
     with pytest.raises(ValueError) as err:
         run_in_process(mismatched_data, save_dir_with_checkpoint, "--arch", "electra_tiny", "--criterion", "electra")
     assert "binarized with another dictionary" in str(err.value)
+    assert "--srcdict" in str(err.value)
+
+
+def test_data_shards_with_different_dictionaries(data_bin, mismatched_data, save_dir_with_checkpoint):
+    with pytest.raises(ValueError) as err:
+        run_in_process(f"{data_bin}:{mismatched_data}", save_dir_with_checkpoint,
+                       "--arch", "electra_tiny", "--criterion", "electra")
+    assert f"{mismatched_data}/dict.txt differs from {data_bin}/dict.txt" in str(err.value)
     assert "--srcdict" in str(err.value)
 
 

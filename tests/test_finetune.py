@@ -97,3 +97,14 @@ def test_position_table_mismatch_names_the_flag(pretrained, task_data, tmp_path)
     assert proc.returncode != 0
     assert "the checkpoint has 512 learned positions" in proc.stdout
     assert "pass --max-positions 512" in proc.stdout
+
+
+@pytest.mark.parametrize("num_classes", [2, 4])
+def test_num_classes_must_match_the_labels(pretrained, task_data, tmp_path, num_classes):
+    """Fewer than the 3 labels would fail mid-training, more would train unused classes."""
+    proc = finetune(task_data, tmp_path / "ft", pretrained, "--num-classes", num_classes, check=False)
+    assert proc.returncode != 0
+    last = [l for l in proc.stdout.strip().splitlines() if l.strip()][-1]
+    assert f"--num-classes {num_classes} but the data's label/dict.txt holds 3 labels" in last, last
+    assert "pass --num-classes 3" in last
+    assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())

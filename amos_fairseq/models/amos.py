@@ -193,6 +193,8 @@ class AmosModel(BaseFairseqModel):
         base_architecture(args)
         validate_args(args)
         check_restore_file(args)
+        check_precision(args)
+        check_num_classes(args, task)
         pretraining = isinstance(task, AmosRTDTask)
         model = cls(args, task.source_dictionary, pretraining)
         logger.info(
@@ -345,6 +347,40 @@ class AmosModel(BaseFairseqModel):
         # Heads registered for this run but new to the checkpoint keep their fresh weights.
         for k, v in self.classification_heads.state_dict().items():
             state_dict.setdefault(head_prefix + k, v)
+
+
+def check_precision(args) -> None:
+    """Half precision that fairseq 0.12 cannot run here stops with the fix, not deep inside
+    fairseq: --fp16 needs a CUDA GPU ("Torch not compiled with CUDA enabled"), and --bf16
+    implies --tpu there, so it needs torch_xla (an XLA attribute error otherwise, on GPUs too)."""
+    import importlib.util
+
+    if getattr(args, "bf16", False) and importlib.util.find_spec("torch_xla") is None:
+        raise ModelConfigError(
+            "--bf16 in fairseq 0.12 means TPU training (it implies --tpu) and needs torch_xla, "
+            "which is not installed: on a GPU use --fp16 (or --amp); on the CPU drop it to train in fp32"
+        )
+    if getattr(args, "fp16", False) and not torch.cuda.is_available():
+        raise ModelConfigError(
+            "--fp16 needs a CUDA GPU and this machine has none (torch.cuda.is_available() is "
+            "False): drop --fp16 to train in fp32 on the CPU"
+        )
+
+
+def check_num_classes(args, task) -> None:
+    """fairseq's sentence_prediction task takes --num-classes on trust: fewer than the labels
+    fails mid-training with an index error, more trains heads for classes that never occur."""
+    labels = getattr(task, "label_dictionary", None)
+    num_classes = getattr(args, "num_classes", None)
+    if labels is None or num_classes is None or getattr(args, "regression_target", False):
+        return
+    # fairseq's sentence_prediction adds <mask> to every dictionary it loads, labels' included
+    found = sum(symbol != "<mask>" for symbol in labels.symbols[labels.nspecial:])
+    if num_classes != found:
+        raise ModelConfigError(
+            f"--num-classes {num_classes} but the data's label/dict.txt holds {found} labels: pass "
+            f"--num-classes {found} (scripts/prepare_classification.py writes it to meta.json)"
+        )
 
 
 def check_restore_file(args) -> None:

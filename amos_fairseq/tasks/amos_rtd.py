@@ -127,6 +127,14 @@ class AmosRTDTask(FairseqTask):
                 f"dict.txt --trainpref ... --destdir {paths[0]}`"
             )
         dictionary = Dictionary.load(dict_path)
+        for path in paths[1:]:
+            # Shards are used one per epoch with the first shard's dictionary.
+            other = os.path.join(path, "dict.txt")
+            if os.path.isfile(other) and Dictionary.load(other).symbols != dictionary.symbols:
+                raise DataConfigError(
+                    f"{other} differs from {dict_path}: every data shard must be binarized with "
+                    "the same dictionary (fairseq-preprocess --srcdict with the first shard's dict.txt)"
+                )
         if "<mask>" in dictionary.indices:
             raise DataConfigError(
                 f"{dict_path} already contains <mask>; the task adds it itself. Remove the "
