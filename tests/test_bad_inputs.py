@@ -99,3 +99,21 @@ def test_message_reaches_the_cli_user(data_bin, save_dir_with_checkpoint):
     last = [l for l in proc.stdout.strip().splitlines() if l.strip()][-1]
     assert "ModelConfigError" in last and "asks for depth 3 but --generator-layers is 2" in last, last
     assert sha(save_dir_with_checkpoint / "checkpoint_last.pt") == before
+
+
+@pytest.mark.parametrize("case", ["fp16 without a GPU", "truncated restore file", "shards"])
+def test_more_messages_through_the_cli(case, data_bin, mismatched_data, save_dir_with_checkpoint, tmp_path):
+    if case == "fp16 without a GPU" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --fp16 is valid here")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes((save_dir_with_checkpoint / "checkpoint_last.pt").read_bytes() * 50)  # not a zip
+    data, extra, message = {
+        "fp16 without a GPU": (data_bin, ["--fp16"], "--fp16 needs a CUDA GPU"),
+        "truncated restore file": (data_bin, ["--restore-file", cut], f"--restore-file {cut} is not a complete checkpoint"),
+        "shards": (f"{data_bin}:{mismatched_data}", [], "differs from"),
+    }[case]
+    proc = fairseq_train(data, save_dir_with_checkpoint, "--arch", "electra_tiny", "--criterion", "electra",
+                         "--max-update", "1", *extra, check=False)
+    assert proc.returncode != 0
+    last = [l for l in proc.stdout.strip().splitlines() if l.strip()][-1]
+    assert message in last, last
