@@ -19,6 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when loaded by path
 
 from output_dir import OutputDirError, check_output_dir, output_dir  # noqa: E402  (scripts/)
 

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/, also when loaded by path
 from output_dir import OutputDirError, check_output_dir, output_dir
 
 TOOL = "prepare_classification"

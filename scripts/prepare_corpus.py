@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/, also when loaded by path
 from output_dir import OutputDirError, check_output_dir, output_dir
 
 TOOL = "prepare_corpus"
