@@ -5,7 +5,7 @@ parameters of one process with ``--update-freq 2``.
 Why the two runs can agree exactly. Worker k of 2 gets batches k, k+2, ...; one process
 with --update-freq 2 groups batches (0, 1), (2, 3), ..., so every update sees the same two
 batches either way, with the same masks (deterministic in seed, epoch, index). The task
-seeds torch for each micro-batch from (seed, update, the batch's first example), so the
+seeds torch for each micro-batch from (seed, update, the batch's smallest example index), so the
 Gumbel noise (and dropout) of a batch is the same whichever worker or accumulation step
 runs it. What is left is the order of float additions in the gradient sum.
 

@@ -206,6 +206,7 @@ class AmosRTDTask(FairseqTask):
             NestedDictionaryDataset(
                 {
                     "id": IdDataset(),
+                    "first_id": FirstIdDataset(),
                     "net_input": {
                         "src_tokens": RightPadDataset(source, pad_idx=pad),
                         "src_lengths": NumelDataset(source, reduce=False),
@@ -238,7 +239,7 @@ class AmosRTDTask(FairseqTask):
         # fairseq seeds torch once per update, so with --update-freq the second micro-batch
         # continues the first one's random stream, while on worker 1 of a data-parallel run
         # the same batch starts a fresh one. Seeding each micro-batch from (seed, update,
-        # its first example) makes the Gumbel noise and dropout a function of the batch
+        # its smallest example index) makes the Gumbel noise and dropout a function of the batch
         # itself: 2 workers reproduce one process with --update-freq 2 exactly.
         with utils.set_torch_seed(micro_batch_seed(self.cfg.seed, update_num, sample)):
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
@@ -255,12 +256,19 @@ class AmosRTDTask(FairseqTask):
         return self.cfg.tokens_per_sample
 
 
+class FirstIdDataset(IdDataset):
+    """The smallest dataset index of a batch as a Python int: it names the batch without a
+    tensor, so reading it on a GPU run costs no host synchronisation."""
+
+    def collater(self, samples):
+        return min(samples) if samples else -1
+
+
 def micro_batch_seed(seed: int, update_num: int, sample) -> int:
     """A torch seed that depends on the run's seed, the update and which examples the batch
-    holds (``sample["id"]``, dataset indices), not on the worker or accumulation step."""
-    ids = sample.get("id") if isinstance(sample, dict) else None
-    first = int(ids.view(-1)[0]) if ids is not None and ids.numel() > 0 else -1
-    return (((seed * 1_000_003) + update_num) * 1_000_003 + first + 1) % (2**63)
+    holds (``sample["first_id"]``), not on the worker or accumulation step."""
+    first = sample.get("first_id", -1) if isinstance(sample, dict) else -1
+    return (((seed * 1_000_003) + update_num) * 1_000_003 + int(first) + 1) % (2**63)
 
 
 def validate_masking(cfg) -> None:
