@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/, also
 from output_dir import OutputDirError, check_output_dir, output_dir
 
 TOOL = "prepare_corpus"
+
 # Symbols fairseq's Dictionary puts first itself; sentencepiece's own are mapped onto them.
 SPM_CONTROL = {"<unk>", "<s>", "</s>", "<pad>"}
 

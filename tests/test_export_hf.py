@@ -299,7 +299,7 @@ def test_sequence_classification_fine_tunes(exported):
 
     before = full_loss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(40):
+    for step in range(80):  # 40 left the loss near the bar (0.56-0.85 of 1.10 across seeds)
         model.train()
         idx = torch.arange(16) + (step * 16) % 96
         loss = model(input_ids=batch["input_ids"][idx], attention_mask=batch["attention_mask"][idx],
