@@ -58,8 +58,14 @@ def unigram_baseline(data_bin):
         if dataset is None:
             sys.exit(f"error: no {split} split in {data_bin}: pass the data-bin directory the run trained on")
         total = np.zeros(len(dictionary), dtype=np.int64)
+        chunk, held = [], 0
         for i in range(len(dataset)):
-            total += np.bincount(dataset[i].numpy(), minlength=len(dictionary))
+            # one vocabulary-sized bincount per ~1M tokens, not per sentence
+            chunk.append(dataset[i].numpy())
+            held += len(chunk[-1])
+            if held >= 1_000_000 or i == len(dataset) - 1:
+                total += np.bincount(np.concatenate(chunk), minlength=len(dictionary))
+                chunk, held = [], 0
         total[list(specials)] = 0
         return total
 
