@@ -16,8 +16,14 @@ other names (``checkpoint_last.pt``, ``checkpoint_best.pt``, ...); a kill during
 leaves a truncated ``checkpoint_last.pt`` and the next resume dies in ``torch.load``. The
 ``PathManager`` that ``checkpoint_utils`` sees copies local files to a temporary name in the
 same folder and renames it into place, so each name holds either the old or the new file.
+
+Third, fairseq never destroys its process group; a gloo worker that exits with the group
+alive can die in its C++ teardown ("terminate called without an active exception") after
+training finished, which turns a good run's exit status into a failure. An exit handler
+destroys the group first.
 """
 
+import atexit
 import functools
 import os
 import shutil
@@ -64,6 +70,14 @@ def _atomic_copy_path_manager(path_manager):
     return AtomicCopyPathManager
 
 
+def _destroy_process_group() -> None:
+    """At exit: release the process group, if this process still holds one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def install() -> None:
     """Point fairseq's checkpoint and distributed helpers at the trusting namespace, and its
     checkpoint helpers at the atomic copy."""
@@ -78,6 +92,10 @@ def install() -> None:
             namespace = _trusting_torch_namespace()
             namespace._amos_trusting_load = True
             module.torch = namespace
+
+    if not getattr(install, "_exit_handler", False):
+        atexit.register(_destroy_process_group)
+        install._exit_handler = True
 
 
 install()

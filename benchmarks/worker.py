@@ -143,10 +143,13 @@ def fairseq_sample(tokens, selected, mask_idx: int, pad_idx: int, task_name: str
         net_input = {"src_tokens": src, "src_lengths": torch.full((tokens.size(0),), tokens.size(1))}
         target = tokens.masked_fill(~selected, pad_idx)
     else:
+        from amos_fairseq.modules.positions import collate_positions
+
         net_input = {
             "src_tokens": src,
             "src_lengths": torch.full((tokens.size(0),), tokens.size(1)),
             "masked_tokens": selected,
+            "positions": collate_positions(list(selected)),  # as the amos_rtd collater gives them
         }
         target = tokens
     sample = {

@@ -167,7 +167,7 @@ def surrogate_rtd_loss(model, criterion, sample, seed, tokens, soft_at_start):
         soft = torch.softmax((zbar + noise) / criterion.gumbel_temperature, -1)
         soft_box.append(soft)
         start = soft if soft_at_start is None else soft_at_start
-        return Replacement(tokens=tokens, relaxed=soft - start)
+        return Replacement(tokens=tokens, relaxed=soft - start, relaxed_is_zero=False)
 
     with torch.no_grad():
         out = model(**sample["net_input"], sampler=sampler)

@@ -21,6 +21,7 @@ from amos_fairseq.criteria.rtd import focal_nll
 from amos_fairseq.models.amos import PretrainingOutput
 from amos_fairseq.modules.generator import GeneratorOutput
 from amos_fairseq.modules.heads import HardnessHead
+from amos_fairseq.modules.positions import positions_from_masks
 
 TASK = SimpleNamespace(cfg=SimpleNamespace(mask_prob=0.15))
 
@@ -153,7 +154,10 @@ def test_weights_are_clipped_and_normalised_and_only_touch_masked_positions():
     assert torch.allclose(clipped, torch.tensor([0.5, 1.0, 2.0, 2.0]))
     assert torch.allclose(applied.mean(), torch.tensor(1.0)) and torch.allclose(applied, clipped / 1.375)
     masked_in_non_pad = torch.tensor([False, True, True, False, True, True, False])
-    out = SimpleNamespace(replacement=SimpleNamespace(extras={"log_importance": log_importance}))
+    out = SimpleNamespace(
+        replacement=SimpleNamespace(extras={"log_importance": log_importance}),
+        positions={"masked_in_non_pad_index": masked_in_non_pad.nonzero().squeeze(-1)},
+    )
     weights = crit.rtd_weights(out, masked_in_non_pad)
     assert torch.allclose(weights[~masked_in_non_pad], torch.ones(3))
     assert torch.allclose(weights[masked_in_non_pad], applied)
@@ -206,7 +210,8 @@ class ToyModel(nn.Module):
         replacement = sampler(self, generated)
         disc_tokens = src_tokens.masked_scatter(masked_tokens, replacement.tokens)
         non_pad = disc_tokens.ne(0)
-        return PretrainingOutput(generated, replacement, disc_tokens, non_pad, self.disc_score[disc_tokens][non_pad])
+        return PretrainingOutput(generated, replacement, disc_tokens, non_pad, self.disc_score[disc_tokens][non_pad],
+                                 positions=positions_from_masks(masked_tokens, non_pad))
 
     def expected_error(self):
         """[B, V] the discriminator's error probability if v were placed at the masked position."""

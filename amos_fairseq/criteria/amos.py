@@ -91,16 +91,41 @@ def mixture_weights(model, generated: GeneratorOutput) -> torch.Tensor:
     return torch.softmax(scores.float(), dim=-1)
 
 
+class _MixLogits(torch.autograd.Function):
+    """zbar = sum_k weights[:, k] * logits_k (logits detached), fp32, unplaceable at -inf.
+
+    Autograd would keep an fp32 copy of every depth's [M, V] logits for the gradient of the
+    weights; this keeps references to the logits the generator made anyway and computes
+    grad_weights[:, k] = <grad, logits_k> row by row in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, weights, unplaceable_index, *logits):
+        zbar = logits[0].float() * weights[:, :1]
+        for k in range(1, len(logits)):
+            zbar.add_(logits[k].float() * weights[:, k : k + 1])
+        zbar.index_fill_(-1, unplaceable_index, float("-inf"))
+        ctx.save_for_backward(unplaceable_index, *logits)
+        return zbar
+
+    @staticmethod
+    def backward(ctx, grad):
+        unplaceable_index, *logits = ctx.saved_tensors
+        grad = grad.float().index_fill(-1, unplaceable_index, 0.0)  # filled entries have no w
+        columns = [
+            torch.bmm(grad.unsqueeze(1), z.float().unsqueeze(-1)).view(-1)  # [M]: <grad_m, z_m>
+            for z in logits
+        ]
+        return (torch.stack(columns, dim=-1), None) + (None,) * len(logits)
+
+
 def mixed_logits(model, generated: GeneratorOutput, weights: torch.Tensor) -> torch.Tensor:
     """zbar [M, V] fp32 = sum_k weights[:, k] * stopgrad(z^(k)), unplaceable symbols at -inf.
 
-    Accumulated depth by depth so that memory stays O(M * V) for any number of depths.
+    Gradient only to ``weights`` [M, K]; memory O(M * V) for any number of depths.
     """
-    zbar = None
-    for k, logits in enumerate(generated.logits):
-        term = weights[:, k : k + 1] * logits.detach().float()
-        zbar = term if zbar is None else zbar + term
-    return RTDCriterion.unplaceable_fill(model, zbar)
+    logits = [z.detach() for z in generated.logits]
+    return _MixLogits.apply(weights, model.unplaceable_index, *logits)
 
 
 @register_criterion("amos", dataclass=AmosCriterionConfig)
@@ -150,7 +175,8 @@ class AmosCriterion(RTDCriterion):
         weights = mixture_weights(model, generated)  # [M, K]
         zbar = mixed_logits(model, generated, weights)  # [M, V]
         tokens, relaxed = straight_through_gumbel_softmax(zbar, self.gumbel_temperature)
-        relaxed = reverse_gradient(relaxed, self.adversarial_scale)
+        if relaxed is not None:  # None in validation (no gradient)
+            relaxed = reverse_gradient(relaxed, self.adversarial_scale)
         return Replacement(tokens=tokens, relaxed=relaxed, extras={"mixture_weights": weights.detach()})
 
     def extra_losses(self, out: PretrainingOutput, rtd_labels, rtd_logits, masked_in_non_pad, log: Dict):

@@ -27,5 +27,4 @@ class ElectraCriterion(RTDCriterion):
         super().__init__(task, rtd_weight, focal_gamma)
 
     def sample(self, model, generated: GeneratorOutput) -> Replacement:
-        logits = self.unplaceable_fill(model, generated.logits[-1].detach().float())
-        return Replacement(tokens=gumbel_max(logits))
+        return Replacement(tokens=gumbel_max(generated.logits[-1].detach(), exclude=model.unplaceable_index))

@@ -167,10 +167,14 @@ class FocalHardnessCriterion(RTDCriterion):
                 "the model is created with --criterion focal_hardness; this model has none: "
                 "build it with that flag"
             )
-        hardness_logits = head(generated.hiddens[-1])  # [M, V]
+        features = head.features(generated.hiddens[-1])  # [M, width], with gradient
         log_p = torch.log_softmax(self.unplaceable_fill(model, generated.logits[-1].detach().float()), dim=-1)
+        with torch.no_grad():
+            # Every candidate's hardness is needed only to draw; the loss reads the placed
+            # token's logit alone, so no [M, V] gradient goes back through the output layer.
+            hardness_logits = head.output(features)  # [M, V]
         tokens, log_importance = hardness_proposal(log_p, hardness_logits, self.current_alpha, self.hardness_eps)
-        placed_logit = hardness_logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        placed_logit = head.output_at(features, tokens)  # [M], with gradient
         return Replacement(tokens=tokens, extras={"hardness_logit": placed_logit, "log_importance": log_importance})
 
     def importance_weights(self, log_importance: torch.Tensor):
@@ -187,14 +191,13 @@ class FocalHardnessCriterion(RTDCriterion):
             return None
         applied, _, _ = self.importance_weights(out.replacement.extras["log_importance"])
         weights = torch.ones(masked_in_non_pad.shape, dtype=applied.dtype, device=applied.device)
-        # masked positions appear in the same row-major order in both tensors
-        weights[masked_in_non_pad] = applied
-        return weights
+        return weights.index_copy(0, out.positions["masked_in_non_pad_index"], applied)
 
     def extra_losses(self, out: PretrainingOutput, rtd_labels, rtd_logits, masked_in_non_pad, log: Dict):
         extras = out.replacement.extras
-        replaced = rtd_labels[masked_in_non_pad]  # [M]
-        target = discriminator_error(rtd_logits[masked_in_non_pad].detach(), replaced)
+        at_masked = out.positions["masked_in_non_pad_index"]  # [M], indices into the N tokens
+        replaced = rtd_labels.index_select(0, at_masked)  # [M]
+        target = discriminator_error(rtd_logits.detach().index_select(0, at_masked), replaced)
         placed_logit = extras["hardness_logit"].float()
         hardness_loss = F.binary_cross_entropy_with_logits(placed_logit, target, reduction="sum")
 

@@ -33,13 +33,43 @@ class RTDCriterionConfig(FairseqDataclass):
     )
 
 
+class _TargetLogProb(torch.autograd.Function):
+    """log softmax(logits)[target] per row, without an [M, V] log-softmax kept for backward.
+
+    Forward reads the logits once (logsumexp); backward writes the one [M, V] gradient
+    g * (onehot(target) - softmax(logits)) in place. Autograd's log_softmax + gather would
+    keep an fp32 [M, V] output per generator depth for backward and pass three more [M, V]
+    tensors (a zero-filled scatter, the log-softmax gradient, the cast).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # fp32, or fp64 for fp64 input
+        lse = torch.logsumexp(logits.to(dtype), dim=-1)  # [M]
+        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).to(dtype)
+        ctx.save_for_backward(logits, targets, lse)
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, targets, lse = ctx.saved_tensors
+        grad = grad.to(lse.dtype).unsqueeze(-1)  # [M, 1]
+        grad_logits = logits.to(lse.dtype).sub(lse.unsqueeze(-1)).exp_().mul_(-grad)  # -g * softmax
+        grad_logits.scatter_add_(-1, targets.unsqueeze(-1), grad)  # + g at the target
+        return grad_logits.to(logits.dtype), None
+
+
+def target_log_prob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) [M] in fp32 (fp64 for fp64 logits) from logits [M, V] and targets [M]."""
+    return _TargetLogProb.apply(logits, targets)
+
+
 def focal_nll(logits: torch.Tensor, targets: torch.Tensor, gamma: float):
     """Per-position generator loss -(1 - p(x))^gamma * log p(x), in fp32.
 
     logits [M, V], targets [M] -> (loss [M], log p(x) [M]).
     """
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    target_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    target_log_probs = target_log_prob(logits, targets)
     loss = -target_log_probs
     if gamma != 0:
         # 1 - p clamped away from 0: for 0 < gamma < 1 the derivative of (1 - p)^gamma is
@@ -86,8 +116,11 @@ class RTDCriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         masked = sample["net_input"]["masked_tokens"].bool()
         out: PretrainingOutput = model(**sample["net_input"], sampler=self.sample)
+        # Index tensors instead of boolean masks: no host sync on a GPU (modules/positions.py).
+        masked_index = out.positions["masked_index"]  # [M]
+        non_pad_index = out.positions["non_pad_index"]  # [N]
         targets = sample["target"]
-        masked_targets = targets[masked]  # [M]
+        masked_targets = targets.flatten().index_select(0, masked_index)  # [M]
         sample_size = masked.sum()
 
         log: Dict[str, torch.Tensor] = {}
@@ -97,17 +130,17 @@ class RTDCriterion(FairseqCriterion):
             per_position, _ = focal_nll(logits, masked_targets, self.focal_gamma)
             depth_loss = per_position.sum()
             gen_loss = gen_loss + weight * depth_loss
+            correct = (logits.detach().argmax(-1) == masked_targets).sum()
             if len(depths) > 1:
                 log[f"gen_loss_d{depth}"] = depth_loss.detach()
-                log[f"gen_correct_d{depth}"] = (logits.argmax(-1) == masked_targets).sum()
-        deepest = out.generator.logits[-1]
-        log["gen_correct"] = (deepest.argmax(-1) == masked_targets).sum()
+                log[f"gen_correct_d{depth}"] = correct
+        log["gen_correct"] = correct  # of the deepest generator
 
         # RTD over every non-pad token; a sample equal to the original counts as original.
-        rtd_labels = out.disc_tokens.ne(targets)[out.non_pad]  # [N] bool
+        rtd_labels = out.disc_tokens.ne(targets).flatten().index_select(0, non_pad_index)  # [N] bool
         rtd_logits = out.rtd_logits.float()
         rtd_per_token = F.binary_cross_entropy_with_logits(rtd_logits, rtd_labels.float(), reduction="none")
-        masked_in_non_pad = masked[out.non_pad]  # [N] bool
+        masked_in_non_pad = masked.flatten().index_select(0, non_pad_index)  # [N] bool
         weights = self.rtd_weights(out, masked_in_non_pad)
         rtd_loss = rtd_per_token.sum() if weights is None else (rtd_per_token * weights).sum()
 

@@ -22,6 +22,7 @@ from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
 from ..modules.relative_position import RelativePositionBias
+from ..modules.positions import check_positions, positions_from_masks
 from ..modules.straight_through import add_relaxed_embedding
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,15 @@ class Replacement:
     relaxed: optional [M, V] tensor whose *value is zero* and whose gradient is that of a
              relaxed (soft) sample; the model adds ``relaxed @ E`` to the looked-up
              embeddings, which makes a straight-through estimator exact in the forward pass
+    relaxed_is_zero: True (the straight-through case) lets the model skip computing
+             ``relaxed @ E``; False adds it as written (surrogates in tests)
     extras:  anything the criterion wants back (proposal log-probs, mixture weights, ...)
     """
 
     tokens: torch.Tensor
     relaxed: Optional[torch.Tensor] = None
     extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+    relaxed_is_zero: bool = True
 
 
 Sampler = Callable[["AmosModel", GeneratorOutput], Replacement]
@@ -61,6 +65,8 @@ class PretrainingOutput:
     disc_tokens:  [B, T] the discriminator's input tokens
     non_pad:      [B, T] bool, where the RTD head ran
     rtd_logits:   [N] one logit per non-pad token (N = non_pad.sum()), >0 means 'replaced'
+    positions:    the batch's index tensors (``modules/positions.py``): masked_index [M],
+                  non_pad_index [N], masked_in_non_pad_index [M], padded
     """
 
     generator: GeneratorOutput
@@ -68,6 +74,7 @@ class PretrainingOutput:
     disc_tokens: torch.Tensor
     non_pad: torch.Tensor
     rtd_logits: torch.Tensor
+    positions: Dict[str, object] = field(default_factory=dict)
 
 
 def parse_depths(spec) -> List[int]:
@@ -116,6 +123,7 @@ class AmosModel(BaseFairseqModel):
             markers.append(dictionary.index("<mask>"))
         unplaceable[markers] = True
         self.register_buffer("unplaceable", unplaceable, persistent=False)
+        self.register_buffer("unplaceable_index", unplaceable.nonzero().squeeze(-1), persistent=False)
         self.generator = self.rtd_head = self.mixture_scorer = self.hardness_head = None
         if pretraining:
             depths = parse_depths(args.generator_depths)
@@ -220,12 +228,14 @@ class AmosModel(BaseFairseqModel):
         sampler: Optional[Sampler] = None,
         features_only: bool = False,
         classification_head_name: Optional[str] = None,
+        positions: Optional[Dict[str, object]] = None,
         **kwargs,
     ):
         """Pretraining when a ``sampler`` is given, else the discriminator alone.
 
-        Pretraining: src_tokens [B, T] generator input, masked_tokens [B, T] bool ->
-        ``PretrainingOutput``. Otherwise (RoBERTa convention): ``(features [B, T, H], {})``,
+        Pretraining: src_tokens [B, T] generator input, masked_tokens [B, T] bool, and
+        optionally the collater's ``positions`` (``modules/positions.py``; without them
+        they are computed here at the cost of three host syncs) -> ``PretrainingOutput``. Otherwise (RoBERTa convention): ``(features [B, T, H], {})``,
         or ``(logits [B, classes], {})`` with ``classification_head_name``.
         """
         if sampler is None or features_only or classification_head_name is not None:
@@ -235,7 +245,7 @@ class AmosModel(BaseFairseqModel):
                     features = self.mean_pool(features, src_tokens)
                 return self.classification_heads[classification_head_name](features), {}
             return features, {}
-        return self.pretraining_forward(src_tokens, masked_tokens.bool(), sampler)
+        return self.pretraining_forward(src_tokens, masked_tokens.bool(), sampler, positions)
 
     def mean_pool(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Mean of features [B, T, H] over the non-pad tokens, as [B, 1, H], where the
@@ -248,27 +258,38 @@ class AmosModel(BaseFairseqModel):
         features, _ = self.discriminator(tokens, token_embeds)
         return features
 
-    def pretraining_forward(self, src_tokens, masked_tokens, sampler: Sampler) -> PretrainingOutput:
+    def pretraining_forward(self, src_tokens, masked_tokens, sampler: Sampler, positions=None) -> PretrainingOutput:
         if self.generator is None:
             raise RuntimeError("this model was built without a generator (not for the amos_rtd task)")
-        generated = self.generator(src_tokens, masked_tokens)
+        if positions is None:
+            # Samplers never place padding, so the discriminator's input pads where this does.
+            positions = positions_from_masks(masked_tokens, src_tokens.ne(self.padding_idx))
+        check_positions(positions)
+        masked_index, padded = positions["masked_index"], positions["padded"]
+        generated = self.generator(src_tokens, masked_index, padded)
         replacement = sampler(self, generated)
-        disc_tokens = src_tokens.masked_scatter(masked_tokens, replacement.tokens.to(src_tokens.dtype))
+        disc_tokens = (
+            src_tokens.flatten().index_copy(0, masked_index, replacement.tokens.to(src_tokens.dtype)).view_as(src_tokens)
+        )
         token_embeds = None
         if replacement.relaxed is not None:
             # relaxed is zero-valued: the forward embedding stays exactly E[token], while the
             # backward pass carries the soft sample's gradient (grad @ E^T) to the sampler.
             token_embeds = add_relaxed_embedding(
-                self.token_embeddings(disc_tokens), replacement.relaxed, self.token_embeddings.weight, masked_tokens
+                self.token_embeddings(disc_tokens),
+                replacement.relaxed,
+                self.token_embeddings.weight,
+                masked_index,
+                zero_valued=replacement.relaxed_is_zero,
             )
-        features = self.extract_features(disc_tokens, token_embeds)
-        non_pad = disc_tokens.ne(self.padding_idx)
+        features, _ = self.discriminator(disc_tokens, token_embeds, padded=padded)
         return PretrainingOutput(
             generator=generated,
             replacement=replacement,
             disc_tokens=disc_tokens,
-            non_pad=non_pad,
-            rtd_logits=self.rtd_head(features[non_pad]),
+            non_pad=disc_tokens.ne(self.padding_idx),
+            rtd_logits=self.rtd_head(features.flatten(0, 1).index_select(0, positions["non_pad_index"])),
+            positions=positions,
         )
 
     # ------------------------------------------------------------------ fine-tuning

@@ -96,16 +96,20 @@ class Encoder(nn.Module):
         token_embeds: Optional[torch.Tensor] = None,
         detach_before=(),
         collect=(),
+        padded: Optional[bool] = None,
     ):
+        """``padded``: whether ``tokens`` holds padding, when the caller knows (the pretraining
+        collater does); None looks, at the cost of one host read of a device tensor."""
         x = self.embeddings(tokens, token_embeds)
         position_bias = (
             self.relative_position_bias(tokens.size(1)) if self.relative_position_bias is not None else None
         )
+        # Without padding attention runs without a padding bias: no [B, H, T, T] bias is
+        # built, and on a GPU SDPA may pick its fused kernels.
         padding_mask = tokens.eq(self.padding_idx)
-        # Without padding (the usual pretraining batch) attention runs without a padding bias:
-        # no [B, H, T, T] bias is built, and on a GPU SDPA may pick its fused kernels. The
-        # check costs one host sync, on a GPU queue that holds only this forward so far.
-        if not padding_mask.any():
+        if padded is None:
+            padded = bool(padding_mask.any())  # one host sync; the collater's flag avoids it
+        if not padded:
             padding_mask = None
         bias = attention_bias(padding_mask, position_bias, x.dtype)
         return self.stack(x, bias, detach_before=detach_before, collect=collect)

@@ -1,7 +1,7 @@
 """The shared-depth generator: several masked-LM generators in one transformer stack."""
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -41,12 +41,14 @@ class SharedDepthGenerator(nn.Module):
         # 0-based indices of layers whose input is cut: the first layer after each head.
         self.detach_before = set(self.depths[:-1]) if stop_gradient else set()
 
-    def forward(self, tokens: torch.Tensor, masked_tokens: torch.Tensor) -> GeneratorOutput:
-        """tokens: [B, T] generator input; masked_tokens: [B, T] bool."""
-        _, per_depth = self.encoder(tokens, detach_before=self.detach_before, collect=set(self.depths))
-        # One index for every depth: boolean indexing would sync with the GPU once per depth.
-        index = masked_tokens.flatten().nonzero().squeeze(-1)  # [M], row-major like h[masked_tokens]
-        hiddens = [h.flatten(0, 1).index_select(0, index) for h in per_depth]
+    def forward(self, tokens: torch.Tensor, masked_index: torch.Tensor, padded: Optional[bool] = None) -> GeneratorOutput:
+        """tokens: [B, T] generator input; masked_index: [M] flat positions (b * T + t) of
+        the masked tokens; padded: whether ``tokens`` holds padding (None: look)."""
+        _, per_depth = self.encoder(
+            tokens, detach_before=self.detach_before, collect=set(self.depths), padded=padded
+        )
+        # Index selection, not boolean indexing, which would read the mask on the host.
+        hiddens = [h.flatten(0, 1).index_select(0, masked_index) for h in per_depth]
         return GeneratorOutput(
             depths=list(self.depths), hiddens=hiddens, logits=[self.lm_head(h) for h in hiddens]
         )

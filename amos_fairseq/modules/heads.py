@@ -67,5 +67,20 @@ class HardnessHead(nn.Module):
         self.layer_norm = LayerNorm(width)
         self.out = nn.Linear(width, vocab_size)
 
+    def features(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[M, width] -> [M, width], the input of the output layer."""
+        return self.layer_norm(F.gelu(self.dense(hidden)))
+
+    def output(self, features: torch.Tensor) -> torch.Tensor:
+        """[M, width] -> [M, V], every candidate's logit."""
+        return self.out(features)
+
+    def output_at(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """[M, width], [M] -> [M]: the logit of one candidate per row, equal to
+        ``output(features).gather(-1, tokens)`` but with a gradient that touches only those
+        rows of the output layer, not a dense [M, V] one."""
+        rows = self.out.weight.index_select(0, tokens)  # [M, width]
+        return (features * rows.to(features.dtype)).sum(-1) + self.out.bias.index_select(0, tokens).to(features.dtype)
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.out(self.layer_norm(F.gelu(self.dense(hidden))))
+        return self.output(self.features(hidden))

@@ -5,6 +5,8 @@ Batches carry everything every replacement strategy needs::
     net_input.src_tokens     [B, T] long  generator input (selected positions mostly <mask>)
     net_input.src_lengths    [B]    long
     net_input.masked_tokens  [B, T] bool  positions the generator fills in
+    net_input.positions      dict         the same as index tensors, and whether any
+                                          sequence is padded (modules/positions.py)
     target                   [B, T] long  the whole original sequence (pad where padded)
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from fairseq import utils
 from fairseq.data import (
+    BaseWrapperDataset,
     Dictionary,
     IdDataset,
     NestedDictionaryDataset,
@@ -32,6 +35,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from ..modules.positions import collate_positions
 from .masking import RTDMaskingDataset
 
 logger = logging.getLogger(__name__)
@@ -211,6 +215,7 @@ class AmosRTDTask(FairseqTask):
                         "src_tokens": RightPadDataset(source, pad_idx=pad),
                         "src_lengths": NumelDataset(source, reduce=False),
                         "masked_tokens": RightPadDataset(masking("selected"), pad_idx=0),
+                        "positions": PositionsDataset(masking("selected")),
                     },
                     "target": RightPadDataset(dataset, pad_idx=pad),
                     "nsentences": NumSamplesDataset(),
@@ -254,6 +259,14 @@ class AmosRTDTask(FairseqTask):
 
     def max_positions(self):
         return self.cfg.tokens_per_sample
+
+
+class PositionsDataset(BaseWrapperDataset):
+    """Collates the batch's index tensors (``modules/positions.py``) from the items'
+    selections, on the host, so that the model needs no boolean indexing on the device."""
+
+    def collater(self, samples):
+        return collate_positions(samples)
 
 
 class FirstIdDataset(IdDataset):
