@@ -3,10 +3,15 @@
 ``ElectraForMaskedLM`` (generator) and ``ElectraForPreTraining`` (discriminator) of the same
 sizes as our architecture, written the way a transformers user would: the generator shares
 the discriminator's embedding layer (token, position, type embeddings and their LayerNorm,
-as in the official ELECTRA), its output layer is tied to the token embeddings, it is called
-with ``labels`` (so it computes vocabulary logits at every position, as transformers does),
-replacements are sampled from softmax(logits) at the masked positions without gradient, and
-the loss is 1 x MLM + 50 x RTD.
+as in the official ELECTRA), its output layer is tied to the token embeddings, replacements
+are sampled from softmax(logits) at the masked positions without gradient (Gumbel-max), and
+the loss is 1 x MLM + 50 x RTD. Two ways to get the generator's logits:
+
+- ``masked_only=True`` (the strongest step a user would write, the default peer): the
+  generator body runs on every position, its prediction head and vocabulary projection only
+  on the masked ones, with the MLM cross-entropy there;
+- ``masked_only=False`` (the stock call): ``ElectraForMaskedLM(..., labels=...)`` computes
+  vocabulary logits at every position, as transformers does.
 """
 
 import torch
@@ -57,8 +62,9 @@ def hf_configs(sizes: dict, vocab_size: int, max_positions: int):
 
 
 class HFElectraPretraining(torch.nn.Module):
-    def __init__(self, gen_config, disc_config, rtd_weight: float = 50.0):
+    def __init__(self, gen_config, disc_config, rtd_weight: float = 50.0, masked_only: bool = True):
         super().__init__()
+        self.masked_only = masked_only
         transformers = import_transformers()
         ElectraForMaskedLM, ElectraForPreTraining = transformers.ElectraForMaskedLM, transformers.ElectraForPreTraining
 
@@ -71,16 +77,21 @@ class HFElectraPretraining(torch.nn.Module):
 
     def forward(self, original, masked_input, selected, attention_mask):
         """original, masked_input: [B, T] long; selected: [B, T] bool -> scalar loss."""
-        labels = original.masked_fill(~selected, -100)
-        generated = self.generator(input_ids=masked_input, attention_mask=attention_mask, labels=labels)
+        if self.masked_only:
+            hidden = self.generator.electra(input_ids=masked_input, attention_mask=attention_mask).last_hidden_state
+            logits = self.generator.generator_lm_head(self.generator.generator_predictions(hidden[selected]))  # [M, V]
+            mlm_loss = torch.nn.functional.cross_entropy(logits.float(), original[selected])
+        else:
+            labels = original.masked_fill(~selected, -100)
+            generated = self.generator(input_ids=masked_input, attention_mask=attention_mask, labels=labels)
+            logits, mlm_loss = generated.logits[selected], generated.loss  # [M, V]
         with torch.no_grad():
-            logits = generated.logits[selected].float()  # [M, V]
-            noise = -torch.empty_like(logits).exponential_().log()
-            sampled = (logits + noise).argmax(-1)
+            uniform = torch.rand(logits.shape, device=logits.device).clamp_(min=torch.finfo(torch.float32).tiny)
+            sampled = (logits.float() - uniform.log_().neg_().log_()).argmax(-1)  # Gumbel-max
         disc_input = original.masked_scatter(selected, sampled)
         is_replaced = disc_input.ne(original).long()
         detected = self.discriminator(input_ids=disc_input, attention_mask=attention_mask, labels=is_replaced)
-        return generated.loss + self.rtd_weight * detected.loss
+        return mlm_loss + self.rtd_weight * detected.loss
 
 
 def arch_sizes(arch: str) -> dict:
@@ -107,7 +118,7 @@ def build_hf_electra_step(spec):
 
     device = spec["device"]
     gen_config, disc_config = hf_configs(arch_sizes(spec["arch"]), spec["vocab_size"], max(512, spec["length"]))
-    model = HFElectraPretraining(gen_config, disc_config).to(device).train()
+    model = HFElectraPretraining(gen_config, disc_config, masked_only=spec.get("masked_only", True)).to(device).train()
     original, selected = make_batch(spec["batch"], spec["length"], spec["vocab_size"], spec["mask_prob"], spec["seed"])
     mask_idx = spec["vocab_size"] - 1
     masked_input = original.masked_fill(selected, mask_idx)
