@@ -134,6 +134,24 @@ def test_amos_tiny_exports_exactly(amos_exported, amos_checkpoint, data_bin):
     assert max(diffs.values()) <= EXACT, diffs
 
 
+def test_tokenizer_gives_fairseq_ids(amos_exported, amos_checkpoint, data_bin, tiny_corpus):
+    """The same tokenizer export as for ELECTRA (tests/test_export_hf.py checks it in depth),
+    here loaded from a folder whose config.json needs trust_remote_code."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    from amos_fairseq.export import fairseq_ids
+
+    out, _ = amos_exported
+    _, _, task = load_pretraining_model(str(amos_checkpoint), str(data_bin))
+    processor = spm.SentencePieceProcessor(model_file=str(tiny_corpus / "spm.model"))
+    lines = corpus_lines(5000, 6000) + OOV_LINES
+    for folder in (out, out / "generator"):
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=True)
+        got = tokenizer(lines)["input_ids"]
+        assert got == [fairseq_ids(line, processor, task.source_dictionary) for line in lines]
+
+
 def test_pre_ln_exports_exactly(pre_ln_checkpoint, data_bin, tmp_path):
     result = export_pretrained(str(pre_ln_checkpoint), str(tmp_path / "out"), data=str(data_bin), generator_depth=2)
     assert (result.model_class, result.generator_class, result.generator_depth) == (
