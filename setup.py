@@ -26,7 +26,7 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         "plot": ["matplotlib>=3.7"],
-        # scripts/export_hf.py: ELECTRA models + a sentencepiece tokenizer (tested with 5.23.0)
+        # scripts/export_hf.py: ELECTRA / AMOS-ELECTRA models + a sentencepiece tokenizer (tested with 5.23.0)
         "hf": ["transformers>=5.0,<6"],
     },
 )

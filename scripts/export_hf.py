@@ -4,12 +4,14 @@
     python scripts/export_hf.py CHECKPOINT --out DIR [--data DATA_BIN] [--spm spm.model]
         [--generator-depth K | --no-generator] [--no-verify] [--force]
 
-DIR gets the discriminator as ``ElectraForPreTraining`` (config.json, model.safetensors) and
-a tokenizer that gives the fairseq pipeline's ids; DIR/generator the depth-K generator as
-``ElectraForMaskedLM``. Both load offline with ``from_pretrained(DIR)`` /
-``AutoTokenizer.from_pretrained(DIR)``. Models with a relative position bias
-(``--rel-pos-bins`` > 0) or pre-LN layers (``--encoder-normalize-before``) are refused: HF
-ELECTRA cannot compute them. DIR appears only once the export is complete (and verified);
+DIR gets the discriminator (config.json, model.safetensors) and a tokenizer that gives the
+fairseq pipeline's ids; DIR/generator the depth-K generator (default: the deepest trained
+depth). ELECTRA-shaped models (absolute positions, post-LN) become stock
+``ElectraForPreTraining`` / ``ElectraForMaskedLM``; models with a relative position bias
+(``--rel-pos-bins`` > 0, the amos_* default) or pre-LN layers (``--encoder-normalize-before``)
+become ``AmosElectraForPreTraining`` / ``AmosElectraForMaskedLM``, whose modeling file is
+written into each folder: load those with ``AutoModel...from_pretrained(DIR,
+trust_remote_code=True)``. DIR appears only once the export is complete (and verified);
 ``--force`` replaces a DIR of an earlier export, never another folder. Needs ``pip install -e .[hf]``.
 """
 
@@ -33,7 +35,8 @@ def main(argv=None):
     parser.add_argument("--data", help="pretraining data directory with dict.txt (default: the one in the checkpoint)")
     parser.add_argument("--spm", help="sentencepiece model (default: spm.model in --data or its parent)")
     parser.add_argument("--generator-depth", type=int,
-                        help="which of the trained generator depths to export (default: the deepest)")
+                        help="which of the trained generator depths to export (default: the deepest; "
+                             "AMOS models train several, e.g. 4,6,8, and one folder holds one)")
     parser.add_argument("--no-generator", action="store_true", help="export the discriminator only")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip loading the export back and comparing it with the fairseq model")
@@ -63,10 +66,12 @@ def main(argv=None):
             )
     except ExportError as e:  # TokenizerExportError is one too
         sys.exit(f"error: {e}")
-    print(f"[export] discriminator (ElectraForPreTraining) + tokenizer: {args.out}")
+    print(f"[export] discriminator ({result.model_class}) + tokenizer: {args.out}")
     if result.generator_dir:
-        print(f"[export] generator depth {result.generator_depth} (ElectraForMaskedLM): "
-              f"{os.path.join(args.out, os.path.basename(result.generator_dir))}")
+        print(f"[export] generator depth {result.generator_depth} of {result.trained_depths} "
+              f"({result.generator_class}): {os.path.join(args.out, os.path.basename(result.generator_dir))}")
+    if result.remote_code:
+        print("[export] the folders carry their modeling code: load them with trust_remote_code=True")
     for name, diff in result.max_abs_diff.items():
         print(f"[verify] max |hf - fairseq| {name}: {diff:.2e}")
     print(f"[done] {time.time() - start:.1f}s")

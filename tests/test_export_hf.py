@@ -1,7 +1,6 @@
 """Export to HuggingFace transformers: exact models, exact tokenizer, refusals, fine-tuning."""
 
 import csv
-import importlib.util
 import json
 import lzma
 import os
@@ -116,6 +115,8 @@ def test_script_round_trip(exported):
     assert all(float(v) <= ATOL for v in verified.values()), verified
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["ElectraForPreTraining"]
+    # ELECTRA-shaped: stock transformers classes, no modeling code to trust
+    assert "auto_map" not in config and not list(out.rglob("*.py"))
     assert config["layer_norm_eps"] == 1e-5 and config["hidden_act"] == "gelu"
     assert (config["embedding_size"], config["hidden_size"], config["num_hidden_layers"]) == (32, 64, 2)
     generator = json.loads((out / "generator" / "config.json").read_text())
@@ -309,36 +310,6 @@ def test_sequence_classification_fine_tunes(exported):
         optimizer.step()
     after = full_loss()
     assert after < 0.7 * before, (before, after)
-
-
-def _with_model_option(checkpoint, tmp_path, **options):
-    """A copy of the checkpoint whose recorded model options are changed."""
-    from fairseq import checkpoint_utils
-
-    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
-    for key, value in options.items():
-        setattr(state["cfg"].model, key, value)
-    path = tmp_path / "changed.pt"
-    torch.save(state, path)
-    return path
-
-
-@pytest.mark.parametrize("options, flag", [
-    ({"rel_pos_bins": 32}, "--rel-pos-bins"),
-    ({"encoder_normalize_before": True}, "--encoder-normalize-before"),
-])
-def test_inexpressible_architectures_are_refused(checkpoint, data_bin, tmp_path, options, flag):
-    path = _with_model_option(checkpoint, tmp_path, **options)
-    with pytest.raises(ExportError, match=re.escape(flag)):
-        export_pretrained(str(path), str(tmp_path / "out"), data=str(data_bin))
-    assert not (tmp_path / "out").exists(), "refused before anything is written"
-    # The script says the same as a one-line error, not a traceback.
-    spec = importlib.util.spec_from_file_location("export_hf_script", EXPORT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    with pytest.raises(SystemExit) as exit_info:
-        script.main([str(path), "--out", str(tmp_path / "cli"), "--data", str(data_bin)])
-    assert str(exit_info.value).startswith("error: ") and flag in str(exit_info.value)
 
 
 def _save_like_fairseq(model, cfg, path):

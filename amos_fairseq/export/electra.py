@@ -12,8 +12,9 @@ computation, so the mapping is a renaming plus three exact rewrites:
 Position i uses row i in both (HF's default ``position_ids`` are ``arange``), the embedding
 projection (``--token-embed-dim`` != width) is HF's ``embeddings_project``, and the RTD head
 dense(H, H) -> GELU -> dense(H, 1) is ``ElectraDiscriminatorPredictions`` with
-``hidden_act="gelu"`` (checked numerically, not assumed). What HF cannot express (relative
-position bias, pre-LN layers) is refused, never approximated.
+``hidden_act="gelu"`` (checked numerically, not assumed). What ELECTRA cannot express
+(relative position bias, pre-LN layers) goes to the AMOS-ELECTRA family instead
+(``amos_electra.py``), never approximated.
 """
 
 import argparse
@@ -70,20 +71,11 @@ def model_args(cfg) -> argparse.Namespace:
     return args
 
 
-def check_exportable(args: argparse.Namespace) -> None:
-    """Refuse what ``ElectraModel`` cannot compute, naming the option that causes it."""
-    if getattr(args, "rel_pos_bins", 0):
-        raise ExportError(
-            f"this model uses a relative position bias (--rel-pos-bins {args.rel_pos_bins}); "
-            "HuggingFace ELECTRA has only absolute positions, so it cannot be exported exactly. "
-            "Export models pretrained with --rel-pos-bins 0 (the amos_* architectures default to 32)"
-        )
-    if getattr(args, "encoder_normalize_before", False):
-        raise ExportError(
-            "this model uses pre-LN layers (--encoder-normalize-before); HuggingFace ELECTRA "
-            "layers are post-LN, so it cannot be exported exactly. Export models pretrained "
-            "without --encoder-normalize-before"
-        )
+def needs_amos_electra(args: argparse.Namespace) -> bool:
+    """True if ``ElectraModel`` cannot compute this model (a relative position bias,
+    ``--rel-pos-bins`` > 0, or pre-LN layers, ``--encoder-normalize-before``), so that it
+    exports as the AMOS-ELECTRA family; False for ELECTRA-shaped models (stock ``Electra*``)."""
+    return bool(getattr(args, "rel_pos_bins", 0)) or bool(getattr(args, "encoder_normalize_before", False))
 
 
 def check_activation() -> None:
@@ -196,7 +188,7 @@ def load_into(hf_model, state_dict: Dict[str, torch.Tensor]):
     missing = [k for k in result.missing_keys if not k.endswith(("position_ids", "token_type_ids"))]
     if missing or result.unexpected_keys:
         raise ExportError(
-            f"weight names do not match transformers' ELECTRA: missing {missing[:5]}, "
+            f"weight names do not match {type(hf_model).__name__}: missing {missing[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
     return hf_model

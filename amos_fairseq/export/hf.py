@@ -3,30 +3,33 @@
     result = export_pretrained("checkpoints/checkpoint_best.pt", "hf-model",
                                data="corpus/data-bin", spm_model="corpus/spm.model")
 
-writes ``hf-model/`` (``ElectraForPreTraining``: config.json, model.safetensors, tokenizer)
-and ``hf-model/generator/`` (``ElectraForMaskedLM`` of the chosen depth, same tokenizer), then
-loads both back with ``from_pretrained`` and checks them against the fairseq model.
+writes ``hf-model/`` (the discriminator: config.json, model.safetensors, tokenizer) and
+``hf-model/generator/`` (the generator of the chosen depth, same tokenizer), then loads both
+back with ``from_pretrained`` and checks them against the fairseq model.
+
+ELECTRA-shaped models (absolute positions, post-LN) become stock ``ElectraForPreTraining`` /
+``ElectraForMaskedLM``; models with a relative position bias or pre-LN layers become
+``AmosElectraForPreTraining`` / ``AmosElectraForMaskedLM``, whose modeling file is written
+into each folder (``trust_remote_code=True`` loads it).
 """
 
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
+from . import amos_electra, electra
 from .electra import (
     ExportError,
     check_activation,
-    check_exportable,
-    discriminator_state_dict,
-    electra_config,
     fairseq_discriminator,
     fairseq_generator,
-    generator_state_dict,
     load_into,
     model_args,
+    needs_amos_electra,
     require_transformers,
 )
 from .tokenizer import export_tokenizer
@@ -38,6 +41,30 @@ INFO_FILE = "amos_export.json"
 VERIFY_ATOL = 1e-4
 
 
+@dataclass(frozen=True)
+class Family:
+    """How one kind of model is written: its transformers classes, config and tensors."""
+
+    pretraining_class: type  # the discriminator with its RTD head
+    masked_lm_class: type  # the generator
+    config: Callable  # (args, vocab_size, pad=, bos=, eos=, generator_depth=None) -> config
+    discriminator_state_dict: Callable  # (fairseq model) -> tensors
+    generator_state_dict: Callable  # (fairseq model, depth) -> tensors
+    remote_code: bool  # the folder carries its modeling file (trust_remote_code=True)
+
+
+def model_family(args) -> Family:
+    """Stock ELECTRA where it computes the model exactly, else AMOS-ELECTRA."""
+    if needs_amos_electra(args):
+        hf = amos_electra.modeling()
+        return Family(hf.AmosElectraForPreTraining, hf.AmosElectraForMaskedLM, amos_electra.amos_electra_config,
+                      amos_electra.discriminator_state_dict, amos_electra.generator_state_dict, True)
+    from transformers import ElectraForMaskedLM, ElectraForPreTraining
+
+    return Family(ElectraForPreTraining, ElectraForMaskedLM, electra.electra_config,
+                  electra.discriminator_state_dict, electra.generator_state_dict, False)
+
+
 @dataclass
 class ExportResult:
     """Where things went and how closely the exported models reproduce the fairseq ones."""
@@ -46,8 +73,13 @@ class ExportResult:
     generator_dir: Optional[str]
     generator_depth: Optional[int]
     vocab_size: int
+    trained_depths: List[int] = field(default_factory=list)  # the generator depths the checkpoint has
     # largest |hf - fairseq| on the verification batch, by output name
     max_abs_diff: Dict[str, float] = field(default_factory=dict)
+    # the transformers classes written (AmosElectra* ones need trust_remote_code=True)
+    model_class: str = ""
+    generator_class: Optional[str] = None
+    remote_code: bool = False
 
 
 def find_spm_model(data: str) -> Optional[str]:
@@ -81,7 +113,6 @@ def load_pretraining_model(checkpoint: str, data: Optional[str] = None):
 
         cfg = convert_namespace_to_omegaconf(state["args"])
     args = model_args(cfg)
-    check_exportable(args)
     task_name = cfg.task._name if hasattr(cfg.task, "_name") else getattr(cfg.task, "task", None)
     if task_name != "amos_rtd":
         raise ExportError(
@@ -123,18 +154,19 @@ def verification_batch(dictionary, max_positions: int, seed: int = 0) -> torch.T
 
 
 @torch.no_grad()
-def compare(model, hf_dir: str, tokens: torch.Tensor, pad: int, depth: Optional[int]) -> Dict[str, float]:
-    """Max |hf - fairseq| at non-pad positions of hidden states and logits."""
-    from transformers import ElectraForMaskedLM, ElectraForPreTraining
-
+def compare(model, hf_dir: str, tokens: torch.Tensor, pad: int, depth: Optional[int],
+            family: Optional[Family] = None) -> Dict[str, float]:
+    """Max |hf - fairseq| at non-pad positions of hidden states and logits (the discriminator,
+    or the depth-``depth`` generator)."""
+    family = family or model_family(model.args)
     real = tokens.ne(pad)
     if depth is None:
-        hf = ElectraForPreTraining.from_pretrained(hf_dir, local_files_only=True).eval()
+        hf = family.pretraining_class.from_pretrained(hf_dir, local_files_only=True).eval()
         out = hf(input_ids=tokens, attention_mask=real.long(), output_hidden_states=True)
         ref_hidden, ref_logits = fairseq_discriminator(model, tokens)
         names = ("hidden", "rtd_logits")
     else:
-        hf = ElectraForMaskedLM.from_pretrained(hf_dir, local_files_only=True).eval()
+        hf = family.masked_lm_class.from_pretrained(hf_dir, local_files_only=True).eval()
         out = hf(input_ids=tokens, attention_mask=real.long(), output_hidden_states=True)
         ref_hidden, ref_logits = fairseq_generator(model, tokens, depth)
         names = ("hidden", "mlm_logits")
@@ -161,9 +193,9 @@ def export_pretrained(
     """
     require_transformers()
     check_activation()
-    from transformers import ElectraForMaskedLM, ElectraForPreTraining
 
     model, args, task = load_pretraining_model(checkpoint, data)
+    family = model_family(args)
     dictionary = task.source_dictionary
     data = data or task.cfg.data.split(":")[0]
     spm_model = spm_model or find_spm_model(data)
@@ -186,28 +218,38 @@ def export_pretrained(
     special = dict(pad=dictionary.pad(), bos=dictionary.bos(), eos=dictionary.eos())
     vocab_size = len(dictionary)
 
+    def write(hf_model, state_dict, folder):
+        # The tokenizer first: AutoTokenizer reads config.json when there is one, and an
+        # auto_map there would make it ask whether to trust the modeling code.
+        export_tokenizer(spm_model, dictionary, folder, max_length=args.max_positions)
+        load_into(hf_model, state_dict).save_pretrained(folder)
+        if family.remote_code:
+            amos_electra.write_modeling_code(folder)
+
     os.makedirs(out_dir, exist_ok=True)
-    disc = ElectraForPreTraining(electra_config(args, vocab_size, **special))
-    load_into(disc, discriminator_state_dict(model)).save_pretrained(out_dir)
-    export_tokenizer(spm_model, dictionary, out_dir, max_length=args.max_positions)
-    result = ExportResult(out_dir=out_dir, generator_dir=None, generator_depth=None, vocab_size=vocab_size)
+    write(family.pretraining_class(family.config(args, vocab_size, **special)),
+          family.discriminator_state_dict(model), out_dir)
+    result = ExportResult(out_dir=out_dir, generator_dir=None, generator_depth=None, vocab_size=vocab_size,
+                          trained_depths=list(depths), model_class=family.pretraining_class.__name__,
+                          remote_code=family.remote_code)
 
     if generator:
         gen_dir = os.path.join(out_dir, GENERATOR_SUBDIR)
-        gen = ElectraForMaskedLM(electra_config(args, vocab_size, generator_depth=generator_depth, **special))
-        load_into(gen, generator_state_dict(model, generator_depth)).save_pretrained(gen_dir)
-        export_tokenizer(spm_model, dictionary, gen_dir, max_length=args.max_positions)
+        write(family.masked_lm_class(family.config(args, vocab_size, generator_depth=generator_depth, **special)),
+              family.generator_state_dict(model, generator_depth), gen_dir)
         result.generator_dir, result.generator_depth = gen_dir, generator_depth
+        result.generator_class = family.masked_lm_class.__name__
 
     if verify:
         tokens = verification_batch(dictionary, args.max_positions)
+        pad = dictionary.pad()
         result.max_abs_diff = {
-            f"discriminator_{k}": v for k, v in compare(model, out_dir, tokens, dictionary.pad(), None).items()
+            f"discriminator_{k}": v for k, v in compare(model, out_dir, tokens, pad, None, family).items()
         }
         if generator:
             result.max_abs_diff.update({
                 f"generator_{k}": v
-                for k, v in compare(model, result.generator_dir, tokens, dictionary.pad(), generator_depth).items()
+                for k, v in compare(model, result.generator_dir, tokens, pad, generator_depth, family).items()
             })
         worst = max(result.max_abs_diff.values())
         if worst > VERIFY_ATOL:
