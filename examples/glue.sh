@@ -16,7 +16,7 @@
 #   An interrupted run continues: finished seeds are kept. All logic: scripts/glue.py.
 # What it needs: CHECKPOINT from a pretraining run; CORPUS_DIR written by
 #   scripts/prepare_corpus.py for that run (spm.model, dict.txt); the GLUE data folder.
-# How long: base size on one GPU, all tasks, 5 seeds: about 2-3 GPU-days (docs/glue_squad.md);
+# How long: base size, all tasks, 5 seeds: an estimated 3-8 GPU-hours on one A100/H100 (docs/glue_squad.md);
 #   a tiny model on 200-row fake tasks: about 0.4 CPU-minutes per task and seed.
 #
 # Environment overrides (defaults in brackets): SEEDS [1,2,3,4,5] PRESET [from the
