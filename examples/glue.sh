@@ -17,7 +17,7 @@
 # What it needs: CHECKPOINT from a pretraining run; CORPUS_DIR written by
 #   scripts/prepare_corpus.py for that run (spm.model, dict.txt); the GLUE data folder.
 # How long: base size, all tasks, 5 seeds: an estimated 3-8 GPU-hours on one A100/H100 (docs/glue_squad.md);
-#   a tiny model on 200-row fake tasks: about 0.4 CPU-minutes per task and seed.
+#   a tiny model on 200-row fake tasks: 10-30 s per task and seed on 2 CPU cores.
 #
 # Environment overrides (defaults in brackets): SEEDS [1,2,3,4,5] PRESET [from the
 #   checkpoint's arch: amos-base, electra-base or electra-small] TASKS [every folder found,
