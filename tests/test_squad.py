@@ -225,6 +225,30 @@ def test_round_trip_through_the_export(exported, tmp_path, version, monkeypatch,
     assert "pass --force" in str(exit_info.value)
 
 
+def test_amos_export_fine_tunes_through_its_own_modeling_code(data_bin, tmp_path, monkeypatch):
+    """An amos_tiny model (relative position bias) exports with its modeling code and trains
+    on SQuAD through the Auto classes with --trust-remote-code."""
+    for key, value in ONE_THREAD.items():
+        monkeypatch.setenv(key, value)
+    save = tmp_path / "amos_ckpt"
+    fairseq_train(data_bin, save, "--arch", "amos_tiny", "--criterion", "amos",
+                  "--max-update", "3", "--total-num-update", "3", env=ONE_THREAD)
+    model = tmp_path / "amos_hf"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_hf.py"), str(save / "checkpoint_last.pt"),
+                           "--out", str(model), "--data", str(data_bin), "--no-generator", "--no-verify"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
+                          env={**os.environ, **ONE_THREAD})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    data = squad_file(tmp_path / "squad.json", v2=False)
+    out = tmp_path / "out"
+    squad.main(["train", str(model), "--train", str(data), "--dev", str(data), "--out", str(out),
+                "--version", "1", "--max-steps", "3", "--batch", "8", "--lr", "1e-3",
+                "--max-length", "96", "--doc-stride", "32", "--trust-remote-code"])
+    result = json.loads((out / "eval.json").read_text())
+    assert result["total"] == len(squad.load_squad(str(data))) and result["missing_predictions"] == 0
+    assert json.loads((out / "run.json").read_text())["history"][-1]["step"] == 3
+
+
 def test_clear_errors(exported, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "abc", "qas": [
