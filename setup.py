@@ -27,6 +27,7 @@ setup(
         "test": ["pytest>=7"],
         "plot": ["matplotlib>=3.7"],
         # scripts/export_hf.py: ELECTRA / AMOS-ELECTRA models + a sentencepiece tokenizer (tested with 5.23.0)
-        "hf": ["transformers>=5.0,<6"],
+        # accelerate: transformers' Trainer needs it (tested on the AMOS-ELECTRA export)
+        "hf": ["transformers>=5.0,<6", "accelerate>=1.0"],
     },
 )

@@ -3,6 +3,7 @@ exact against fairseq, loadable without amos-fairseq, fine-tunable with its task
 
 import filecmp
 import json
+import math
 import os
 import re
 import subprocess
@@ -330,3 +331,24 @@ def test_loads_and_fine_tunes_without_amos_fairseq(amos_exported, amos_checkpoin
         assert 0 < result["loss"] < 100, (step, result)  # finite
         assert result["changed"] == result["params"] and result["encoder_changed"], (step, result)
     assert report["reload_diff"] == 0.0
+
+
+def test_transformers_trainer_fine_tunes_the_export(amos_exported, tmp_path):
+    """transformers' own training loop (Trainer) runs on the exported AMOS-ELECTRA classes."""
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+
+    out, _ = amos_exported
+    tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        out, num_labels=2, local_files_only=True, trust_remote_code=True)
+    texts = ["The whale surfaced near the ship.", "Call me Ishmael.", "The union is strong.", "Taxes rose."] * 2
+    rows = [dict(tokenizer(t), labels=i % 2) for i, t in enumerate(texts)]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=3, per_device_train_batch_size=4,
+                             learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True)
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer))
+    result = trainer.train()
+    assert result.global_step == 3 and math.isfinite(result.training_loss)
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
+    assert any("classifier" in n for n in changed) and any("encoder" in n or "layer" in n for n in changed), changed
