@@ -291,3 +291,21 @@ def test_tiny_end_to_end(tiny_checkpoint, tiny_corpus, tmp_path, monkeypatch):
     # A second run reuses the finished seeds instead of training again.
     again = glue.run(cfg)
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in result["rows"]]
+
+
+def test_rte_starts_from_the_mnli_model(tiny_checkpoint, tiny_corpus, tmp_path, monkeypatch):
+    """--from-mnli: RTE fine-tunes from MNLI's checkpoint, whose 3-class head is dropped for
+    RTE's 2 classes, with MNLI's encoder weights as the start."""
+    for key, value in ONE_THREAD.items():
+        monkeypatch.setenv(key, value)
+    glue_dir = make_fake_glue(tmp_path / "glue", rows=32, dev_rows=8, test_rows=4, tasks=("MNLI", "RTE"))
+    work = tmp_path / "work"
+    cfg = glue.RunConfig(str(tiny_checkpoint), str(tiny_corpus), str(glue_dir), str(work), seeds=[1],
+                         from_mnli=True, extra=["--max-update", "3"])
+    glue.run(cfg)
+    mnli = work / "MNLI" / "seed1" / "checkpoints" / "checkpoint_last.pt"
+    assert mnli.is_file()  # kept: the other tasks start from it
+    rte = json.loads((work / "RTE" / "seed1" / "result.json").read_text())
+    assert os.path.samefile(rte["restore"], mnli)
+    log = (work / "RTE" / "seed1" / "train.log").read_text()
+    assert "another shape (3 classes) than this run's (2)" in log
