@@ -103,7 +103,7 @@ class _MixLogits(torch.autograd.Function):
     def forward(ctx, weights, unplaceable_index, *logits):
         zbar = logits[0].float() * weights[:, :1]
         for k in range(1, len(logits)):
-            zbar.add_(logits[k].float() * weights[:, k : k + 1])
+            zbar.addcmul_(logits[k].float(), weights[:, k : k + 1])
         zbar.index_fill_(-1, unplaceable_index, float("-inf"))
         ctx.save_for_backward(unplaceable_index, *logits)
         return zbar
@@ -111,11 +111,13 @@ class _MixLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         unplaceable_index, *logits = ctx.saved_tensors
-        grad = grad.float().index_fill(-1, unplaceable_index, 0.0)  # filled entries have no w
-        columns = [
-            torch.bmm(grad.unsqueeze(1), z.float().unsqueeze(-1)).view(-1)  # [M]: <grad_m, z_m>
-            for z in logits
-        ]
+        grad = grad.float()
+        filled = grad.index_select(-1, unplaceable_index)  # [M, X]: entries that have no w
+        columns = []
+        for z in logits:
+            z = z.float()
+            full = torch.bmm(grad.unsqueeze(1), z.unsqueeze(-1)).view(-1)  # [M]: <grad_m, z_m>
+            columns.append(full - (filled * z.index_select(-1, unplaceable_index)).sum(-1))
         return (torch.stack(columns, dim=-1), None) + (None,) * len(logits)
 
 

@@ -48,10 +48,10 @@ class _ZeroValuedSoftSample(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (soft,) = ctx.saved_tensors
-        # softmax backward: soft * (g - <g, soft>), then the 1 / temperature of its input
-        grad = grad.float()
-        inner = (grad * soft).sum(-1, keepdim=True)
-        return soft * (grad - inner) / ctx.temperature, None
+        # softmax backward, soft * (g - <g, soft>) / temperature, in one [M, V] buffer
+        out = soft * grad.float()
+        inner = out.sum(-1, keepdim=True)
+        return out.addcmul_(soft, inner, value=-1.0).div_(ctx.temperature), None
 
 
 def straight_through_gumbel_softmax(logits: torch.Tensor, temperature: float, noise: torch.Tensor = None):
