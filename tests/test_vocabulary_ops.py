@@ -78,3 +78,21 @@ def test_hardness_head_logit_at_matches_the_full_output_with_a_sparse_gradient()
     head.output_at(features, tokens).sum().backward()
     touched = head.out.weight.grad.abs().sum(-1).ne(0).nonzero().squeeze(-1)
     assert touched.tolist() == sorted(set(tokens.tolist()))
+
+
+def test_mixture_keeps_no_fp32_copy_of_half_precision_logits():
+    """Under mixed precision the depths' logits are bf16/fp16: what the mixture saves for
+    backward are those tensors themselves, not K fp32 [M, V] copies."""
+    unplaceable = torch.zeros(50, dtype=torch.bool)
+    model = SimpleNamespace(unplaceable=unplaceable, unplaceable_index=unplaceable.nonzero().squeeze(-1))
+    logits = [torch.randn(8, 50).to(torch.bfloat16).requires_grad_() for _ in range(3)]
+    weights = torch.softmax(torch.randn(8, 3), -1).requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        zbar = mixed_logits(model, GeneratorOutput(depths=[1, 2, 3], hiddens=[], logits=logits), weights)
+    assert zbar.dtype == torch.float32
+    vocabulary_sized = [t for t in saved if t.dim() == 2 and t.shape[-1] == 50]
+    assert len(vocabulary_sized) == 3 and all(t.dtype == torch.bfloat16 for t in vocabulary_sized)
+    assert all(any(t.data_ptr() == z.data_ptr() for z in logits) for t in vocabulary_sized)
+    zbar.sum().backward()
+    assert weights.grad is not None and torch.isfinite(weights.grad).all()
