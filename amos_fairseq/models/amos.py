@@ -21,8 +21,8 @@ from ..checkpoint_file import CheckpointFileError, check_checkpoint_file
 from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
-from ..modules.relative_position import RelativePositionBias
 from ..modules.positions import check_positions, positions_from_masks
+from ..modules.relative_position import RelativePositionBias
 from ..modules.straight_through import add_relaxed_embedding
 
 logger = logging.getLogger(__name__)
@@ -235,8 +235,9 @@ class AmosModel(BaseFairseqModel):
 
         Pretraining: src_tokens [B, T] generator input, masked_tokens [B, T] bool, and
         optionally the collater's ``positions`` (``modules/positions.py``; without them
-        they are computed here at the cost of three host syncs) -> ``PretrainingOutput``. Otherwise (RoBERTa convention): ``(features [B, T, H], {})``,
-        or ``(logits [B, classes], {})`` with ``classification_head_name``.
+        they are computed here at the cost of three host syncs) -> ``PretrainingOutput``.
+        Otherwise (RoBERTa convention): ``(features [B, T, H], {})``, or
+        ``(logits [B, classes], {})`` with ``classification_head_name``.
         """
         if sampler is None or features_only or classification_head_name is not None:
             features = self.extract_features(src_tokens)
