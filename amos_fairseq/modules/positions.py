@@ -15,6 +15,7 @@ A batch is [B, T], right-padded; positions are flattened row-major (``b * T + t`
 
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 
 BatchPositions = Dict[str, object]
@@ -22,22 +23,27 @@ BatchPositions = Dict[str, object]
 
 def collate_positions(selected: List[torch.Tensor]) -> BatchPositions:
     """Positions of a batch from its items' selections (bool [T_i] each, unpadded): what
-    right-padding them to [B, max T_i] gives, computed on the host."""
-    length = max((len(s) for s in selected), default=0)
-    masked, non_pad, masked_in_non_pad = [], [], []
-    real_before = 0
-    for row, item in enumerate(selected):
-        where = torch.as_tensor(item, dtype=torch.bool).nonzero().squeeze(-1)
-        masked.append(row * length + where)
-        non_pad.append(row * length + torch.arange(len(item)))
-        masked_in_non_pad.append(real_before + where)
-        real_before += len(item)
-    empty = torch.zeros(0, dtype=torch.long)
+    right-padding them to [B, max T_i] gives, computed on the host.
+
+    Computed with numpy and turned into tensors once: fairseq collates in a background
+    thread, where a few array operations per batch are cheaper than many small torch calls.
+    """
+    arrays = [np.asarray(item, dtype=bool) for item in selected]
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    length = int(lengths.max()) if len(arrays) else 0
+    flat = np.zeros((len(arrays), length), dtype=bool)
+    real = np.arange(length)[None, :] < lengths[:, None]  # [B, T] True at real tokens
+    for row, a in enumerate(arrays):
+        flat[row, : len(a)] = a
+    masked_index = np.flatnonzero(flat)
+    non_pad_index = np.flatnonzero(real)
+    # a masked token's rank among the real tokens, in row-major order
+    rank_among_real = np.cumsum(real.ravel()) - 1
     return {
-        "masked_index": torch.cat(masked) if masked else empty,
-        "non_pad_index": torch.cat(non_pad) if non_pad else empty,
-        "masked_in_non_pad_index": torch.cat(masked_in_non_pad) if masked_in_non_pad else empty,
-        "padded": any(len(s) < length for s in selected),
+        "masked_index": torch.from_numpy(masked_index.astype(np.int64)),
+        "non_pad_index": torch.from_numpy(non_pad_index.astype(np.int64)),
+        "masked_in_non_pad_index": torch.from_numpy(rank_among_real[masked_index].astype(np.int64)),
+        "padded": bool((lengths < length).any()),
     }
 
 
