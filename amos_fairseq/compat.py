@@ -17,10 +17,9 @@ leaves a truncated ``checkpoint_last.pt`` and the next resume dies in ``torch.lo
 ``PathManager`` that ``checkpoint_utils`` sees copies local files to a temporary name in the
 same folder and renames it into place, so each name holds either the old or the new file.
 
-Third, fairseq never destroys its process group; a gloo worker that exits with the group
-alive can die in its C++ teardown ("terminate called without an active exception") after
-training finished, which turns a good run's exit status into a failure. An exit handler
-destroys the group first.
+Third, fairseq never destroys its process group, which PyTorch asks every program to do
+before it exits (communicator threads left running can abort the exit of a finished run).
+An exit handler destroys the group.
 """
 
 import atexit
