@@ -1,8 +1,9 @@
 """Sampling primitives shared by the replacement strategies. All run in fp32.
 
 Gumbel noise is drawn as -log(-log U) from one uniform per entry, clamped away from 0 so that
-no entry is -inf. (``Tensor.exponential_`` gives -log(Exp(1)) too, but on CPUs it draws one
-number at a time and was the slowest vocabulary-sized operation of a training step.)
+no entry is -inf. (-log E with E ~ Exp(1) from ``Tensor.exponential_`` is the same law, but
+on CPUs ``exponential_`` draws one number at a time and was the slowest vocabulary-sized
+operation of a training step.)
 """
 
 import torch
