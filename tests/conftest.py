@@ -12,6 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CORPUS = ROOT / "examples" / "data" / "corpus.txt.xz"
+# Tiny models: one thread each avoids oversubscribing a small shared machine (a step of the
+# 2-layer model goes from ~0.07 s to seconds when threads contend).
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # Small enough for seconds-long CPU runs, real English prose.
 TINY_TRAIN_ARGS = [
@@ -124,3 +127,14 @@ def random_batch(task, batch=4, length=20, mask_prob=0.3, seed=0):
     masked[:, 1] = True  # at least one per row
     src = target.masked_fill(masked, task.mask_idx)
     return {"src_tokens": src, "src_lengths": lengths, "masked_tokens": masked}, target
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch.set_num_threads(1) for a module's in-process work, restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here loads from local directories
 transformers = pytest.importorskip("transformers")
 
-from conftest import CORPUS, ROOT, fairseq_train  # noqa: E402
+from conftest import CORPUS, ONE_THREAD, ROOT, fairseq_train  # noqa: E402
 
 from amos_fairseq.export import (  # noqa: E402  (hides a broken torchaudio before model imports)
     ExportError,
@@ -28,17 +28,11 @@ from amos_fairseq.export import (  # noqa: E402  (hides a broken torchaudio befo
 
 EXPORT = ROOT / "scripts" / "export_hf.py"
 ATOL = 1e-4
-# Tiny models: one thread each avoids oversubscribing a small shared machine (a step of the
-# 2-layer model goes from ~0.07 s to seconds when threads contend).
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """Every test of this module runs torch on one thread."""
 
 
 def corpus_lines(start, stop):

@@ -17,7 +17,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here loads from local directories
 transformers = pytest.importorskip("transformers")
 
-from conftest import ROOT, fairseq_train  # noqa: E402
+from conftest import ONE_THREAD, ROOT, fairseq_train  # noqa: E402
 from test_export_hf import OOV_LINES, _save_like_fairseq, corpus_lines  # noqa: E402
 
 from amos_fairseq.export import ExportError, export_pretrained, load_pretraining_model  # noqa: E402
@@ -26,15 +26,11 @@ from amos_fairseq.export.electra import fairseq_generator  # noqa: E402
 
 EXPORT = ROOT / "scripts" / "export_hf.py"
 EXACT = 1e-5  # float tolerance only; on the CPU the measured difference is 0
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread):
+    """Every test of this module runs torch on one thread."""
 
 
 @pytest.fixture(scope="module")

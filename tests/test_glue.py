@@ -12,14 +12,13 @@ import subprocess
 import pytest
 import torch
 
-from conftest import ROOT, fairseq_train
+from conftest import ONE_THREAD, ROOT, fairseq_train
 from fake_glue import make_fake_glue
 
 spec = importlib.util.spec_from_file_location("glue_script", ROOT / "scripts" / "glue.py")
 glue = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(glue)
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 # --------------------------------------------------------------------------- metrics

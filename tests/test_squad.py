@@ -14,13 +14,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
-from conftest import ROOT, fairseq_train  # noqa: E402
+from conftest import ONE_THREAD, ROOT, fairseq_train  # noqa: E402
 
 spec = importlib.util.spec_from_file_location("squad_script", ROOT / "scripts" / "squad.py")
 squad = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(squad)
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 # --------------------------------------------------------------------------- metrics by hand
@@ -79,11 +78,11 @@ def test_v2_no_answer_scores_and_best_threshold_by_hand():
 
 # --------------------------------------------------------------------------- a tiny exported model
 
-@pytest.fixture(scope="module")
-def exported(data_bin, tmp_path_factory):
-    save = tmp_path_factory.mktemp("squad_ckpt")
-    fairseq_train(data_bin, save, "--arch", "electra_tiny", "--criterion", "electra",
-                  "--max-update", "5", "--total-num-update", "5", env=ONE_THREAD)
+def pretrain_and_export(data_bin, save, arch, criterion, updates):
+    """A tiny pretraining run of ``updates`` updates, exported without its generator -> the
+    HF folder."""
+    fairseq_train(data_bin, save, "--arch", arch, "--criterion", criterion,
+                  "--max-update", str(updates), "--total-num-update", str(updates), env=ONE_THREAD)
     out = save / "hf"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_hf.py"), str(save / "checkpoint_last.pt"),
                            "--out", str(out), "--data", str(data_bin), "--no-generator", "--no-verify"],
@@ -91,6 +90,11 @@ def exported(data_bin, tmp_path_factory):
                           env={**os.environ, **ONE_THREAD})
     assert proc.returncode == 0, proc.stdout[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def exported(data_bin, tmp_path_factory):
+    return pretrain_and_export(data_bin, tmp_path_factory.mktemp("squad_ckpt"), "electra_tiny", "electra", 5)
 
 
 @pytest.fixture(scope="module")
@@ -230,15 +234,7 @@ def test_amos_export_fine_tunes_through_its_own_modeling_code(data_bin, tmp_path
     on SQuAD through the Auto classes with --trust-remote-code."""
     for key, value in ONE_THREAD.items():
         monkeypatch.setenv(key, value)
-    save = tmp_path / "amos_ckpt"
-    fairseq_train(data_bin, save, "--arch", "amos_tiny", "--criterion", "amos",
-                  "--max-update", "3", "--total-num-update", "3", env=ONE_THREAD)
-    model = tmp_path / "amos_hf"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_hf.py"), str(save / "checkpoint_last.pt"),
-                           "--out", str(model), "--data", str(data_bin), "--no-generator", "--no-verify"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
-                          env={**os.environ, **ONE_THREAD})
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    model = pretrain_and_export(data_bin, tmp_path / "amos_ckpt", "amos_tiny", "amos", 3)
     data = squad_file(tmp_path / "squad.json", v2=False)
     out = tmp_path / "out"
     squad.main(["train", str(model), "--train", str(data), "--dev", str(data), "--out", str(out),
