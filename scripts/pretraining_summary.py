@@ -110,7 +110,8 @@ def main():
         verdict = (f"the generator uses the context; the discriminator is only starting: its loss is "
                    f"{prior - rtd_loss:.4f} below the prior, but it catches {caught:.1%} of the replaced tokens")
     elif generator_learned:
-        verdict = "the generator uses the context, the discriminator is still at its label prior"
+        verdict = ("the generator uses the context, the discriminator is still at its label prior (if it stays "
+                   "there it has collapsed: docs/cpu-scale.md, --rtd-bias-init prior)")
     elif discriminator_learned:
         verdict = "the discriminator beats its prior, but the generator is at the unigram level"
     else:

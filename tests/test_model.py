@@ -169,6 +169,11 @@ def test_mini_architectures_share_one_discriminator():
     assert shapes(electra) == shapes(amos)
     assert electra.generator.depths == [4] and amos.generator.depths == [2, 3, 4]
     assert electra.discriminator.relative_position_bias(3)[0, 0, 0, 2] == -2.0
+    # the CPU-scale models start their RTD head at the label prior; the papers' sizes keep 0
+    prior_logit = torch.tensor(0.15 / 0.85).log().item()
+    for model in (electra, amos):
+        assert model.rtd_head.out.bias.item() == pytest.approx(prior_logit)
+    assert build_model("electra_tiny")[0].rtd_head.out.bias.item() == 0.0
 
 
 def test_mean_pooling_feeds_the_head_the_mean_over_real_tokens():
@@ -245,3 +250,29 @@ def test_checkpoint_of_another_criterion_loads_with_a_fresh_strategy_head(caplog
     for k, v in amos.mixture_scorer.state_dict().items():
         torch.testing.assert_close(v, fresh[k])
     torch.testing.assert_close(amos.rtd_head.dense.weight, electra.rtd_head.dense.weight)
+
+
+def test_rtd_bias_prior_init_starts_the_discriminator_at_its_label_prior():
+    """With --rtd-bias-init prior the untrained RTD head predicts p(replaced) = mask_prob for
+    every token (its loss on labels at that rate is the prior's entropy); with the default
+    (zero bias, BERT init) it predicts about 0.5 (loss about log 2)."""
+    import math
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    mask_prob = 0.15  # the task's default, which the head's bias is set from
+    labels = (torch.rand(4000) < mask_prob).float()
+    prior_entropy = -(mask_prob * math.log(mask_prob) + (1 - mask_prob) * math.log(1 - mask_prob))
+    for init, expected_p, expected_loss in (("prior", mask_prob, prior_entropy), ("zero", 0.5, math.log(2))):
+        model, task = build_model("electra_tiny", rtd_bias_init=init)
+        assert task.cfg.mask_prob == mask_prob
+        net_input, _ = random_batch(task, batch=8, length=32)
+        with torch.no_grad():
+            logits = model(**net_input, sampler=deepest_sampler).rtd_logits
+        p = torch.sigmoid(logits)
+        assert abs(p.mean().item() - expected_p) < 0.03, (init, p.mean().item())
+        # the same logits over a label sample at the mask rate: loss within 0.03 nats of expected
+        per_token = logits[torch.arange(labels.numel()) % logits.numel()]
+        loss = F.binary_cross_entropy_with_logits(per_token, labels).item()
+        assert abs(loss - expected_loss) < 0.03, (init, loss, expected_loss)

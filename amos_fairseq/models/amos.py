@@ -175,6 +175,10 @@ class AmosModel(BaseFairseqModel):
         add("--rel-pos-init", choices=["normal", "local"],
             help="initial relative position bias: normal(0, 0.02) like every weight (BERT), or a "
                  "locality prior (-|offset| / 2^head, ALiBi's slopes) that small models learn from sooner")
+        add("--rtd-bias-init", choices=["zero", "prior"],
+            help="initial bias of the replaced-token head's logit: 0 (BERT init: every token starts "
+                 "at p=0.5) or the logit of the mask probability, so the discriminator starts at its "
+                 "label prior instead of first pushing every token towards 'original'")
         add("--dropout", type=float, metavar="D")
         add("--attention-dropout", type=float, metavar="D")
         add("--activation-dropout", type=float, metavar="D")
@@ -205,6 +209,8 @@ class AmosModel(BaseFairseqModel):
         check_num_classes(args, task)
         pretraining = isinstance(task, AmosRTDTask)
         model = cls(args, task.source_dictionary, pretraining)
+        if pretraining and args.rtd_bias_init == "prior":
+            model.rtd_head.start_at_prior(task.cfg.mask_prob)
         logger.info(
             "amos model: discriminator %d x %d, %s",
             args.encoder_layers,
@@ -467,6 +473,7 @@ def base_architecture(args):
     default("rel_pos_bins", 0)
     default("max_rel_pos", 128)
     default("rel_pos_init", "normal")
+    default("rtd_bias_init", "zero")
     default("dropout", 0.1)
     default("attention_dropout", 0.1)
     default("activation_dropout", 0.0)
@@ -516,14 +523,17 @@ _architecture("electra_tiny", encoder_layers=2, encoder_embed_dim=64, encoder_ff
 # CPU scale (docs/cpu-scale.md): the smallest models that learn on 2 cores in minutes. One
 # discriminator for both strategies, so that comparisons isolate the replacement strategy;
 # the relative position bias starts from a locality prior, without which these sizes sit on
-# the unigram plateau for thousands of updates.
+# the unigram plateau for thousands of updates; the RTD head starts at its label prior, without
+# which some seeds' discriminators collapse to answering the prior for every token.
 _MINI_DISCRIMINATOR = dict(encoder_layers=4, encoder_embed_dim=128, encoder_ffn_embed_dim=512,
                            encoder_attention_heads=4, token_embed_dim=128, rel_pos_bins=32,
-                           max_rel_pos=128, rel_pos_init="local", max_positions=128)
-_architecture("electra_mini", generator_embed_dim=64, generator_ffn_embed_dim=256,
-              generator_attention_heads=2, generator_depths="4", **_MINI_DISCRIMINATOR)
-_architecture("amos_mini", generator_embed_dim=64, generator_ffn_embed_dim=256,
-              generator_attention_heads=2, generator_depths="2,3,4", **_MINI_DISCRIMINATOR)
+                           max_rel_pos=128, rel_pos_init="local", max_positions=128,
+                           rtd_bias_init="prior")
+# Generators a quarter of the discriminator's width: at this scale the half-width one made
+# a weaker discriminator (docs/cpu-scale.md).
+_MINI_GENERATOR = dict(generator_embed_dim=32, generator_ffn_embed_dim=128, generator_attention_heads=1)
+_architecture("electra_mini", generator_depths="4", **_MINI_GENERATOR, **_MINI_DISCRIMINATOR)
+_architecture("amos_mini", generator_depths="2,3,4", **_MINI_GENERATOR, **_MINI_DISCRIMINATOR)
 _architecture("electra_small", encoder_layers=12, encoder_embed_dim=256, encoder_ffn_embed_dim=1024,
               encoder_attention_heads=4, token_embed_dim=128, generator_embed_dim=64,
               generator_ffn_embed_dim=256, generator_attention_heads=1, generator_depths="12")

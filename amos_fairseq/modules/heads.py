@@ -1,5 +1,7 @@
 """Output heads: the shared MLM head, the RTD head, the mixture scorer, the hardness head."""
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -37,6 +39,12 @@ class ReplacedTokenHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.out(F.gelu(self.dense(hidden))).squeeze(-1)
+
+    @torch.no_grad()
+    def start_at_prior(self, replaced_fraction: float):
+        """Set the output bias to logit(replaced_fraction): the untrained head then predicts
+        the label prior (replacements are at most the masked fraction of tokens)."""
+        self.out.bias.fill_(math.log(replaced_fraction / (1.0 - replaced_fraction)))
 
 
 class MixtureScorer(nn.Module):
