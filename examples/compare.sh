@@ -9,9 +9,10 @@
 #   1. prepares CORPUS_TEXT [examples/data/corpus-full.txt.xz: all of the shipped State of the
 #      Union and Moby-Dick text, 2.5M tokens] with a VOCAB [4000]-piece sentencepiece model;
 #   2. pretrains one discriminator per method, all with the same 4 x 128 discriminator
-#      (docs/cpu-scale.md), UPDATES [1500] updates of 32 x 128 tokens, lr 2e-3, no dropout:
-#        electra         --arch electra_mini --criterion electra (generator 4 x 64)
-#        amos            --arch amos_mini --criterion amos (generators of depth 2,3,4, width 64)
+#      (docs/cpu-scale.md), UPDATES [3000] updates of 32 x 128 tokens, lr 2e-3, no dropout,
+#      once per pretraining seed in PRETRAIN_SEEDS [1]:
+#        electra         --arch electra_mini --criterion electra (generator 4 x 32)
+#        amos            --arch amos_mini --criterion amos (generators of depth 2,3,4, width 32)
 #        focal_hardness  --arch electra_mini --criterion focal_hardness
 #        mlm             --arch electra_mini --rtd-weight 0 with the generator built like the
 #                        discriminator (a BERT-style masked LM), whose encoder then becomes
@@ -23,24 +24,28 @@
 #   4. writes WORK/results/{results.md,results.tsv,dev_scores.png,pretraining.png}
 #      (scripts/compare_results.py): mean and std over seeds per task, the average, the
 #      difference to scratch.
-#   Pretraining uses one seed (PRETRAIN_SEED); the spread reported is over fine-tuning seeds.
+#   Which spread: fine-tuning seed number i starts from pretraining seed number i of
+#   PRETRAIN_SEEDS (cycling through them). With one pretraining seed (the default) the spread is
+#   over fine-tuning seeds only; with PRETRAIN_SEEDS="1 2 3" and SEEDS="1 2 3" every fine-tuning
+#   run starts from its own pretraining run, so the spread covers both (3x the pretraining).
 #   Finished steps are reused when the script runs again (FRESH=1 starts over).
 # What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
-# How long: pretraining 1500 updates alone on 2 cores: electra ~9 min (2.7-2.9 updates/s),
-#   MLM-only ~14 min (1.8 updates/s), amos and focal_hardness not timed alone; then 5 arms x
-#   tasks x seeds fine-tuning runs of 1-4 min each. The defaults make roughly 1.5-2.5 hours
-#   (estimated from those parts, not timed as a whole; docs/results.md).
+# How long: pretraining 3000 updates alone on 2 cores: electra ~15 min (3.4-3.9 updates/s),
+#   MLM-only ~28 min (1.8 updates/s), amos and focal_hardness not timed alone; then 5 arms x
+#   tasks x seeds fine-tuning runs of 1-5 min each. The defaults make roughly 3-4 hours
+#   (estimated from those parts, not timed as a whole; docs/results.md); each extra
+#   pretraining seed adds about an hour.
 #
 # Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
 #   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016
-#   examples/data/source_id] SEEDS [1 2 3] UPDATES [1500] PRETRAIN_SEED [1] LR [1e-3]
+#   examples/data/source_id] SEEDS [1 2 3] UPDATES [3000] PRETRAIN_SEEDS [1] LR [1e-3]
 #   EPOCHS [5] POOLING [mean] CORPUS_TEXT VOCAB [4000] THREADS [2] FRESH [0]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK="${1:-runs/compare}"
 METHODS="${METHODS:-mlm electra amos focal_hardness}"
 TASKS="${TASKS:-examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016 examples/data/source_id}"
-SEEDS="${SEEDS:-1 2 3}"; UPDATES="${UPDATES:-1500}"; PRETRAIN_SEED="${PRETRAIN_SEED:-1}"
+SEEDS="${SEEDS:-1 2 3}"; UPDATES="${UPDATES:-3000}"; PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-1}"
 CORPUS_TEXT="${CORPUS_TEXT:-examples/data/corpus-full.txt.xz}"; VOCAB="${VOCAB:-4000}"
 export OMP_NUM_THREADS="${THREADS:-2}"
 start=$(date +%s)
@@ -51,9 +56,10 @@ own_dir "$WORK" compare || exit 2
 corpus="$WORK/corpus"
 prepare_corpus_once "$CORPUS_TEXT" "$corpus" "$VOCAB"
 
-# pretrain METHOD: WORK/pretrain-METHOD/checkpoints/checkpoint_last.pt, .log, summary.json
+# pretrain METHOD SEED: WORK/pretrain-METHOD-seedSEED/checkpoints/checkpoint_last.pt, .log,
+# summary.json
 pretrain() {
-    local method="$1" dir="$WORK/pretrain-$1"
+    local method="$1" seed="$2" dir="$WORK/pretrain-$1-seed$2"
     local model=()
     case "$method" in
         electra|focal_hardness) model=(--arch electra_mini --criterion "$method") ;;
@@ -63,36 +69,43 @@ pretrain() {
         *) echo "error: unknown method $method (electra, amos, focal_hardness, mlm)" >&2; exit 2 ;;
     esac
     if [ -f "$dir/summary.json" ]; then log "pretrain $method: done already ($dir)"; return; fi
-    log "pretrain $method: $UPDATES updates -> $dir"
-    pretrain_cpu_scale "$corpus/data-bin" "$dir" "$UPDATES" "${model[@]}" || exit 1
+    log "pretrain $method, seed $seed: $UPDATES updates -> $dir"
+    PRETRAIN_SEED="$seed" pretrain_cpu_scale "$corpus/data-bin" "$dir" "$UPDATES" "${model[@]}" || exit 1
     if [ "$method" = mlm ]; then
         "$PY" scripts/mlm_as_discriminator.py "$dir/checkpoints/checkpoint_last.pt" "$dir/checkpoints/discriminator.pt"
     fi
     "$PY" scripts/pretraining_summary.py "$corpus/data-bin" "$dir.log" --json "$dir/summary.json"
 }
 
-# the checkpoint fine-tuning starts from
+# start_checkpoint METHOD SEED: the checkpoint fine-tuning starts from
 start_checkpoint() {
-    if [ "$1" = mlm ]; then echo "$WORK/pretrain-mlm/checkpoints/discriminator.pt"
-    else echo "$WORK/pretrain-$1/checkpoints/checkpoint_last.pt"; fi
+    if [ "$1" = mlm ]; then echo "$WORK/pretrain-mlm-seed$2/checkpoints/discriminator.pt"
+    else echo "$WORK/pretrain-$1-seed$2/checkpoints/checkpoint_last.pt"; fi
 }
 
-for method in $METHODS; do pretrain "$method"; done
+# pretraining_seed_for I: the pretraining seed that fine-tuning seed number I (0-based) uses
+pretraining_seeds=($PRETRAIN_SEEDS)
+pretraining_seed_for() { echo "${pretraining_seeds[$(( $1 % ${#pretraining_seeds[@]} ))]}"; }
+
+for method in $METHODS; do for seed in $PRETRAIN_SEEDS; do pretrain "$method" "$seed"; done; done
 
 # Fine-tuning: one recipe for every arm. scratch takes its architecture (electra_mini: the
 # same discriminator as every method) and vocabulary from the first method's checkpoint.
-reference="$(start_checkpoint "${METHODS%% *}")"
+reference="$(start_checkpoint "${METHODS%% *}" "${pretraining_seeds[0]}")"
 tasks_dir="$WORK/tasks"
 mkdir -p "$tasks_dir"
 for task in $TASKS; do ln -sfn "$(cd "$task" && pwd)" "$tasks_dir/$(basename "$task")"; done
+index=0
 for seed in $SEEDS; do
+    pretrained_seed="$(pretraining_seed_for $index)"; index=$(( index + 1 ))
     for arm in scratch $METHODS; do
         out="$WORK/finetune/$arm/seed$seed"
         if [ -f "$out/results.tsv" ] && [ "$(wc -l < "$out/results.tsv")" -gt "$(echo $TASKS | wc -w)" ]; then
             continue
         fi
-        log "fine-tune $arm, seed $seed"; mkdir -p "$(dirname "$out")"
-        if [ "$arm" = scratch ]; then ckpt="$reference"; scratch=1; else ckpt="$(start_checkpoint "$arm")"; scratch=0; fi
+        if [ "$arm" = scratch ]; then ckpt="$reference"; scratch=1; else ckpt="$(start_checkpoint "$arm" "$pretrained_seed")"; scratch=0; fi
+        log "fine-tune $arm, seed $seed$([ $scratch = 0 ] && echo ", from pretraining seed $pretrained_seed")"
+        mkdir -p "$(dirname "$out")"
         SKIP_SETUP=1 FROM_SCRATCH=$scratch SEED="$seed" ARCH=electra_mini LR="${LR:-1e-3}" \
             EPOCHS="${EPOCHS:-5}" POOLING="${POOLING:-mean}" \
             bash examples/finetune_tsv.sh "$ckpt" "$corpus" "$tasks_dir" "$out" > "$out.log" 2>&1 \

@@ -10,7 +10,9 @@
 #   fine-tunes with fairseq's sentence_prediction task and criterion from CHECKPOINT
 #   (--restore-file with --reset-optimizer --reset-dataloader --reset-meters; the generator
 #   and RTD head are dropped on load), and prints one line per task: best dev accuracy next
-#   to the majority-class baseline. Results also go to WORK/results.tsv. WORK must be new,
+#   to the majority-class baseline, and where test.tsv has labels the test accuracy at that
+#   epoch (a number not selected on the data it reports). Results also go to
+#   WORK/results.tsv (scripts/best_epoch.py reads the log). WORK must be new,
 #   empty or an earlier finetune_tsv.sh folder (whose results and checkpoints it replaces).
 # What it needs: CHECKPOINT from a pretraining run (examples/pretrain.sh, quickstart.sh);
 #   CORPUS_DIR written by scripts/prepare_corpus.py for that run (spm.model, dict.txt);
@@ -54,7 +56,7 @@ fi
 [ ${#task_dirs[@]} -gt 0 ] || { echo "error: no train.tsv in $TASKS or its subfolders" >&2; exit 2; }
 
 mkdir -p "$WORK"
-printf "task\tdev_accuracy\tmajority_baseline\tupdates\n" > "$WORK/results.tsv"
+printf "task\tdev_accuracy\tmajority_baseline\tupdates\ttest_accuracy\n" > "$WORK/results.tsv"
 for task_dir in "${task_dirs[@]}"; do
     task="$(basename "$task_dir")"
     data="$WORK/$task/data"; save="$WORK/$task/checkpoints"
@@ -65,6 +67,8 @@ for task_dir in "${task_dirs[@]}"; do
 print(m['num_classes'], m['rows']['train'], m['dev_majority_accuracy'])" "$data/meta.json")"
     updates=$(( (rows + BATCH - 1) / BATCH * EPOCHS ))
     warmup=$("$PY" -c "print(max(1, int($updates * $WARMUP_RATIO)))")
+    # a labelled test split is scored at every epoch too; the dev split picks the epoch
+    subsets=valid; [ -f "$data/label/test.bin" ] && subsets=valid,test
     rm -rf "$save"
     log "[$task] fine-tuning $ARCH ($([ ${#restore[@]} = 0 ] && echo 'from random weights' || echo "from $CHECKPOINT")): $num_classes classes, $rows rows, $updates updates, lr $LR"
     "$TRAIN" "$data" --user-dir "$USER_DIR" \
@@ -75,15 +79,16 @@ print(m['num_classes'], m['rows']['train'], m['dev_majority_accuracy'])" "$data/
         --dropout "$DROPOUT" --attention-dropout "$DROPOUT" \
         --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
         --lr "$LR" --lr-scheduler polynomial_decay --warmup-updates "$warmup" --total-num-update "$updates" \
-        --batch-size "$BATCH" --max-epoch "$EPOCHS" --seed "$SEED" \
+        --batch-size "$BATCH" --max-epoch "$EPOCHS" --seed "$SEED" --valid-subset "$subsets" \
         --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
         --no-epoch-checkpoints --no-last-checkpoints --save-dir "$save" \
         --log-format simple --log-interval 20 --num-workers 0 \
         --tensorboard-logdir "$WORK/$task/tensorboard" ${EXTRA_ARGS:-} 2>&1 | tee "$WORK/$task/train.log" >&2
-    # best dev accuracy over the epochs (fairseq's best_accuracy is missing after a single epoch)
-    acc="$(grep "| valid |" "$WORK/$task/train.log" | grep -oE "[ |]accuracy [0-9.]+" | awk '{print $2}' | sort -g | tail -n 1)"
-    [ -n "$acc" ] || { echo "error: no validation result in $WORK/$task/train.log" >&2; exit 1; }
-    printf "%s\t%s\t%.1f\t%s\n" "$task" "$acc" "$("$PY" -c "print(100 * $baseline)")" "$updates" >> "$WORK/results.tsv"
+    # best dev accuracy over the epochs and the test accuracy at that epoch
+    read -r acc test_acc <<< "$("$PY" scripts/best_epoch.py "$WORK/$task/train.log")" \
+        || { echo "error: no validation result in $WORK/$task/train.log" >&2; exit 1; }
+    printf "%s\t%s\t%.1f\t%s\t%s\n" "$task" "$acc" "$("$PY" -c "print(100 * $baseline)")" "$updates" "$test_acc" \
+        >> "$WORK/results.tsv"
     grep -q "dropped .* pretraining-only tensors of generator" "$WORK/$task/train.log" \
         && log "[$task] generator dropped on load, as intended"
 done

@@ -64,10 +64,12 @@ rows = {arm: next(csv.DictReader(open(f"{work}/finetune-{arm}/results.tsv"), del
         for arm in ("pretrained", "scratch")}
 pre, scratch = float(rows["pretrained"]["dev_accuracy"]), float(rows["scratch"]["dev_accuracy"])
 majority = float(rows["scratch"]["majority_baseline"])
-print(f"\nfine-tuning on {task} (dev accuracy %, best of the epochs, one seed):")
-print(f"  from the pretrained checkpoint  {pre:5.1f}")
-print(f"  from random weights (scratch)   {scratch:5.1f}")
-print(f"  majority class                  {majority:5.1f}")
+test = {arm: rows[arm].get("test_accuracy", "n/a") for arm in rows}
+test_text = {arm: f"   test {float(v):5.1f}" if v not in (None, "", "n/a") else "" for arm, v in test.items()}
+print(f"\nfine-tuning on {task} (accuracy %, dev: best of the epochs; test: at that epoch; one seed):")
+print(f"  from the pretrained checkpoint  dev {pre:5.1f}{test_text['pretrained']}")
+print(f"  from random weights (scratch)   dev {scratch:5.1f}{test_text['scratch']}")
+print(f"  majority class                  dev {majority:5.1f}")
 gap = pre - scratch
 # One fine-tuning seed decides little here: with this recipe the same checkpoint's dev score
 # moved by 10 points across fine-tuning seeds (docs/workflows.md).

@@ -5,11 +5,13 @@
 
 Reads ``WORK/finetune/<method>/seed<S>/results.tsv`` (written by examples/finetune_tsv.sh;
 ``scratch`` is the same architecture from random weights) and the pretraining summaries
-``WORK/pretrain-<method>/summary.json`` (scripts/pretraining_summary.py), and writes:
+``WORK/pretrain-<method>-seed<S>/summary.json`` (scripts/pretraining_summary.py), and writes:
 
-* ``results.tsv``: one row per method and task, mean and sample standard deviation of the
-  dev accuracy over the fine-tuning seeds, and the seeds' scores;
-* ``results.md``: the same as a Markdown table (``mean ± std``, with each method's average over
+* ``results.tsv``: one row per method, task and split, mean and sample standard deviation
+  over the fine-tuning seeds, and the seeds' scores. Split ``dev``: the best epoch's dev
+  accuracy; ``test``: the test accuracy at that epoch, where the task has a labelled test set
+  (the number not selected on the data it reports);
+* ``results.md``: the same as Markdown tables (``mean ± std``, with each method's average over
   the tasks and its difference to scratch), the majority-class baseline, and the pretraining
   summaries (generator loss next to the unigram model, RTD loss next to the label prior);
 * ``dev_scores.png`` (dev accuracy per method and task, error bars = std over seeds) and
@@ -21,6 +23,7 @@ import csv
 import glob
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -29,17 +32,54 @@ ORDER = ["scratch", "mlm", "electra", "amos", "focal_hardness"]
 
 
 def read_scores(work):
-    """{method: {task: [scores over seeds]}}, {task: majority baseline}."""
-    scores, majority = {}, {}
+    """{split: {method: {task: [scores over seeds]}}} for split dev (and test where scored),
+    {task: majority baseline}."""
+    scores, majority = {"dev": {}, "test": {}}, {}
     for path in sorted(glob.glob(os.path.join(work, "finetune", "*", "seed*", "results.tsv"))):
         method = path.split(os.sep)[-3]
         with open(path, encoding="utf-8") as f:
             for row in csv.DictReader(f, delimiter="\t"):
-                scores.setdefault(method, {}).setdefault(row["task"], []).append(float(row["dev_accuracy"]))
+                for split, column in (("dev", "dev_accuracy"), ("test", "test_accuracy")):
+                    value = row.get(column) or "n/a"
+                    if value != "n/a":
+                        scores[split].setdefault(method, {}).setdefault(row["task"], []).append(float(value))
                 majority[row["task"]] = float(row["majority_baseline"])
-    if not scores:
+    if not scores["dev"]:
         sys.exit(f"error: no {work}/finetune/*/seed*/results.tsv: run examples/compare.sh first")
     return scores, majority
+
+
+def score_table(scores, tasks):
+    """Markdown rows: mean ± std (n) per task, the average over tasks, its difference to scratch."""
+
+    def average(method):
+        per_task = [statistics.mean(scores[method][t]) for t in tasks if scores[method].get(t)]
+        return statistics.mean(per_task) if len(per_task) == len(tasks) else None
+
+    methods = [m for m in ORDER if m in scores] + sorted(m for m in scores if m not in ORDER)
+    lines = ["| method | " + " | ".join(tasks) + " | average | vs scratch |",
+             "|---" * (len(tasks) + 3) + "|"]
+    scratch_avg = average("scratch") if "scratch" in scores else None
+    for method in methods:
+        cells = []
+        for task in tasks:
+            values = scores[method].get(task, [])
+            cells.append("%.1f ± %.1f (n=%d)" % (*mean_std(values), len(values)) if values else "n/a")
+        avg = average(method)
+        delta = "" if avg is None or scratch_avg is None or method == "scratch" else f"{avg - scratch_avg:+.1f}"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {'n/a' if avg is None else f'{avg:.1f}'} | {delta} |")
+    return lines
+
+
+def pretraining_runs(work, method, suffix):
+    """Paths of METHOD's pretraining runs' files: WORK/pretrain-METHOD-seedS/summary.json
+    (suffix "summary.json") or WORK/pretrain-METHOD-seedS.log (suffix ".log"), by seed; an
+    unseeded WORK/pretrain-METHOD from earlier versions of compare.sh counts too."""
+    sep = os.sep if suffix == "summary.json" else ""
+    paths = [os.path.join(work, f"pretrain-{method}") + sep + suffix]
+    paths += sorted(glob.glob(os.path.join(work, f"pretrain-{method}-seed*") + sep + suffix),
+                    key=lambda p: int(re.search(r"-seed(\d+)", p).group(1)))
+    return [p for p in paths if os.path.exists(p)]
 
 
 def mean_std(values):
@@ -53,47 +93,42 @@ def main():
     args = parser.parse_args()
     out = args.out or os.path.join(args.work, "results")
     os.makedirs(out, exist_ok=True)
-    scores, majority = read_scores(args.work)
+    all_scores, majority = read_scores(args.work)
+    scores = all_scores["dev"]
     methods = [m for m in ORDER if m in scores] + sorted(m for m in scores if m not in ORDER)
     tasks = sorted({t for per_task in scores.values() for t in per_task})
 
     with open(os.path.join(out, "results.tsv"), "w", encoding="utf-8") as f:
-        f.write("method\ttask\tmean\tstd\tseeds\tscores\n")
-        for method in methods:
-            for task in tasks:
-                values = scores[method].get(task, [])
-                if values:
-                    m, s = mean_std(values)
-                    f.write(f"{method}\t{task}\t{m:.2f}\t{s:.2f}\t{len(values)}\t{','.join(map(str, values))}\n")
+        f.write("method\ttask\tsplit\tmean\tstd\tseeds\tscores\n")
+        for split, per_method in all_scores.items():
+            for method in methods:
+                for task in tasks:
+                    values = per_method.get(method, {}).get(task, [])
+                    if values:
+                        m, s = mean_std(values)
+                        f.write(f"{method}\t{task}\t{split}\t{m:.2f}\t{s:.2f}\t{len(values)}\t"
+                                f"{','.join(map(str, values))}\n")
 
-    def average(method):
-        per_task = [statistics.mean(scores[method][t]) for t in tasks if scores[method].get(t)]
-        return statistics.mean(per_task) if len(per_task) == len(tasks) else None
-
-    lines = ["| method | " + " | ".join(tasks) + " | average | vs scratch |",
-             "|---" * (len(tasks) + 3) + "|"]
-    scratch_avg = average("scratch") if "scratch" in scores else None
-    for method in methods:
-        cells = []
-        for task in tasks:
-            values = scores[method].get(task, [])
-            cells.append("%.1f ± %.1f (n=%d)" % (*mean_std(values), len(values)) if values else "n/a")
-        avg = average(method)
-        delta = "" if avg is None or scratch_avg is None or method == "scratch" else f"{avg - scratch_avg:+.1f}"
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {'n/a' if avg is None else f'{avg:.1f}'} | {delta} |")
+    lines = score_table(scores, tasks)
     lines.append("| majority class | " + " | ".join(f"{majority[t]:.1f}" for t in tasks) + " | | |")
+    test_tasks = sorted({t for per_task in all_scores["test"].values() for t in per_task})
+    test_lines = score_table(all_scores["test"], test_tasks) if test_tasks else []
     summary_lines = []
     for method in methods:
-        path = os.path.join(args.work, f"pretrain-{method}", "summary.json")
-        if os.path.exists(path):
+        for path in pretraining_runs(args.work, method, "summary.json"):
             with open(path, encoding="utf-8") as f:
                 s = json.load(f)
+            run = os.path.basename(os.path.dirname(path))[len("pretrain-"):]
             summary_lines.append(
-                f"| {method} | {s['where']} | {s['gen_loss']:.3f} ({s['unigram_loss']:.3f}) | "
+                f"| {run} | {s['where']} | {s['gen_loss']:.3f} ({s['unigram_loss']:.3f}) | "
                 f"{s['gen_acc']:.3f} ({s['unigram_acc']:.3f}) | {s['rtd_loss']:.4f} ({s['rtd_prior_loss'] or float('nan'):.4f}) | "
                 f"{s['rtd_acc_replaced']:.3f} | {s['rtd_acc_original'] or float('nan'):.3f} |")
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
-        f.write("Dev accuracy (%), mean ± sample std over fine-tuning seeds\n\n" + "\n".join(lines) + "\n")
+        f.write("Dev accuracy (%) of the best epoch, mean ± sample std over fine-tuning seeds\n\n"
+                + "\n".join(lines) + "\n")
+        if test_lines:
+            f.write("\nTest accuracy (%) at the epoch chosen on dev, mean ± sample std over fine-tuning "
+                    "seeds\n\n" + "\n".join(test_lines) + "\n")
         if summary_lines:
             f.write("\nPretraining, last validation (baseline without context in brackets)\n\n"
                     "| method | where | gen_loss (unigram) | gen_acc (most frequent) | rtd_loss (prior) | "
@@ -123,8 +158,8 @@ def main():
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "dev_scores.png"), dpi=120)
-    logs = [(m, os.path.join(args.work, f"pretrain-{m}.log")) for m in methods]
-    logs = [(m, p) for m, p in logs if os.path.exists(p)]
+    logs = [(os.path.basename(p)[len("pretrain-"):-len(".log")], p)
+            for m in methods for p in pretraining_runs(args.work, m, ".log")]
     if logs:
         subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "plot_curves.py"),
                         *[p for _, p in logs], "--labels", ",".join(m for m, _ in logs),

@@ -103,14 +103,44 @@ def test_results_table_reports_mean_and_spread_per_method(tmp_path):
         for seed, value in enumerate(values, 1):
             folder = tmp_path / "finetune" / method / f"seed{seed}"
             folder.mkdir(parents=True)
+            # taskA has a labelled test set (test = dev - 5), taskB has none
             (folder / "results.tsv").write_text(
-                "task\tdev_accuracy\tmajority_baseline\tupdates\n"
-                f"taskA\t{value}\t50.0\t10\ntaskB\t{value - 10}\t40.0\t10\n")
+                "task\tdev_accuracy\tmajority_baseline\tupdates\ttest_accuracy\n"
+                f"taskA\t{value}\t50.0\t10\t{value - 5}\ntaskB\t{value - 10}\t40.0\t10\tn/a\n")
+    for seed, rtd_loss in ((2, 0.35), (1, 0.36)):  # one summary per pretraining seed
+        folder = tmp_path / f"pretrain-electra-seed{seed}"
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(dict(
+            where="valid, update 3000", gen_loss=4.5, unigram_loss=6.4, gen_acc=0.22, unigram_acc=0.05,
+            rtd_loss=rtd_loss, rtd_prior_loss=0.38, rtd_acc_replaced=0.1, rtd_acc_original=0.99)))
     proc = run_script("compare_results.py", tmp_path)
     assert proc.returncode == 0, proc.stdout
     table = (tmp_path / "results" / "results.md").read_text()
-    assert "| scratch | 62.0 ± 2.0 (n=3) | 52.0 ± 2.0 (n=3) | 57.0 |" in table
-    assert "| electra | 71.0 ± 1.0 (n=3) | 61.0 ± 1.0 (n=3) | 66.0 | +9.0 |" in table
-    assert "| majority class | 50.0 | 40.0 |" in table
+    summaries = [line for line in table.splitlines() if line.startswith("| electra-seed")]
+    assert [line.split(" | ")[0] for line in summaries] == ["| electra-seed1", "| electra-seed2"]
+    assert "0.3600 (0.3800)" in summaries[0] and "0.3500 (0.3800)" in summaries[1]
+    dev, test = table.split("Test accuracy")
+    assert "| scratch | 62.0 ± 2.0 (n=3) | 52.0 ± 2.0 (n=3) | 57.0 |" in dev
+    assert "| electra | 71.0 ± 1.0 (n=3) | 61.0 ± 1.0 (n=3) | 66.0 | +9.0 |" in dev
+    assert "| majority class | 50.0 | 40.0 |" in dev
+    assert "| electra | 66.0 ± 1.0 (n=3) | 66.0 | +9.0 |" in test and "taskB" not in test
     rows = (tmp_path / "results" / "results.tsv").read_text().splitlines()
-    assert "electra\ttaskA\t71.00\t1.00\t3\t70.0,71.0,72.0" in rows
+    assert "electra\ttaskA\tdev\t71.00\t1.00\t3\t70.0,71.0,72.0" in rows
+    assert "electra\ttaskA\ttest\t66.00\t1.00\t3\t65.0,66.0,67.0" in rows
+    assert not any(row.startswith("electra\ttaskB\ttest") for row in rows)
+
+
+def test_best_epoch_picks_the_dev_maximum_and_reports_test_there(tmp_path):
+    """The earliest epoch with the highest dev score; test at that epoch, not test's own best."""
+    line = "2026-01-01 | INFO | {tag} | epoch 00{e} | valid on '{tag}' subset | loss 0.7 | accuracy {a} | num_updates {e}0\n"
+    dev, test = [70.0, 75.5, 75.5, 74.0], [80.0, 71.0, 90.0, 95.0]
+    log = tmp_path / "train.log"
+    log.write_text("".join(line.format(tag="valid", e=e, a=d) + line.format(tag="test", e=e, a=t)
+                           for e, (d, t) in enumerate(zip(dev, test), 1)))
+    proc = run_script("best_epoch.py", log)
+    assert proc.returncode == 0 and proc.stdout.split() == ["75.5", "71.0"], proc.stdout
+    log.write_text("".join(line.format(tag="valid", e=e, a=d) for e, d in enumerate(dev, 1)))
+    assert run_script("best_epoch.py", log).stdout.split() == ["75.5", "n/a"]
+    log.write_text("no scores here\n")
+    proc = run_script("best_epoch.py", log)
+    assert proc.returncode == 1 and "no line with accuracy" in proc.stdout

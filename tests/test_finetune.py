@@ -4,6 +4,8 @@ scorer on load (never strict=False), trains, and beats the majority class on rea
 (examples/data/source_id: which text a sentence comes from)."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +110,29 @@ def test_num_classes_must_match_the_labels(pretrained, task_data, tmp_path, num_
     assert f"--num-classes {num_classes} but the data's label/dict.txt holds 3 labels" in last, last
     assert "pass --num-classes 3" in last
     assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())
+
+
+def test_finetune_recipe_reports_test_accuracy_at_the_best_dev_epoch(pretrained, tiny_corpus, tmp_path):
+    """examples/finetune_tsv.sh scores a labelled test split at every epoch and reports the
+    test accuracy of the epoch with the best dev accuracy, as its log shows them."""
+
+    tasks = tmp_path / "tasks" / "source_id"
+    tasks.mkdir(parents=True)
+    for split, rows in (("train", 300), ("dev", 100), ("test", 100)):
+        slice_tsv(SOURCE_ID / f"{split}.tsv", tasks / f"{split}.tsv", rows)
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "finetune_tsv.sh"), str(pretrained), str(tiny_corpus), str(tasks), str(work)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
+        env={**os.environ, "SKIP_SETUP": "1", "EPOCHS": "3", "LR": "1e-3", "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    header, row = (work / "results.tsv").read_text().splitlines()
+    result = dict(zip(header.split("\t"), row.split("\t")))
+    log = (work / "source_id" / "train.log").read_text()
+    dev = [float(v) for v in re.findall(r"valid on 'valid' subset .*?\| accuracy ([0-9.]+)", log)]
+    test = [float(v) for v in re.findall(r"valid on 'test' subset .*?\| accuracy ([0-9.]+)", log)]
+    assert len(dev) == len(test) == 3
+    best = dev.index(max(dev))
+    assert float(result["dev_accuracy"]) == dev[best]
+    assert float(result["test_accuracy"]) == test[best]
