@@ -30,11 +30,11 @@
 #   run starts from its own pretraining run, so the spread covers both (3x the pretraining).
 #   Finished steps are reused when the script runs again (FRESH=1 starts over).
 # What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
-# How long: pretraining 3000 updates alone on 2 cores: electra ~15 min (3.4-3.9 updates/s),
+# How long: pretraining 3000 updates alone on 2 cores: electra ~16 min (3.1-3.9 updates/s),
 #   MLM-only ~28 min (1.8 updates/s), amos and focal_hardness not timed alone; then 5 arms x
 #   tasks x seeds fine-tuning runs of 1-5 min each. The defaults make roughly 3-4 hours
 #   (estimated from those parts, not timed as a whole; docs/results.md); each extra
-#   pretraining seed adds about an hour.
+#   pretraining seed adds the four methods' pretraining again (about 1.5 hours).
 #
 # Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
 #   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016

@@ -85,8 +85,9 @@ print(m['num_classes'], m['rows']['train'], m['dev_majority_accuracy'])" "$data/
         --log-format simple --log-interval 20 --num-workers 0 \
         --tensorboard-logdir "$WORK/$task/tensorboard" ${EXTRA_ARGS:-} 2>&1 | tee "$WORK/$task/train.log" >&2
     # best dev accuracy over the epochs and the test accuracy at that epoch
-    read -r acc test_acc <<< "$("$PY" scripts/best_epoch.py "$WORK/$task/train.log")" \
+    scores="$("$PY" scripts/best_epoch.py "$WORK/$task/train.log")" \
         || { echo "error: no validation result in $WORK/$task/train.log" >&2; exit 1; }
+    read -r acc test_acc <<< "$scores"
     printf "%s\t%s\t%.1f\t%s\t%s\n" "$task" "$acc" "$("$PY" -c "print(100 * $baseline)")" "$updates" "$test_acc" \
         >> "$WORK/results.tsv"
     grep -q "dropped .* pretraining-only tensors of generator" "$WORK/$task/train.log" \

@@ -22,12 +22,12 @@ LINE = re.compile(r"\| valid on '(?P<subset>[^']+)' subset .*?\| {metric} (?P<sc
 def best_epoch(lines, metric="accuracy"):
     """(best dev score, test score at that epoch or None); None for a log without dev scores."""
     pattern = re.compile(LINE.pattern.replace("{metric}", re.escape(metric)))
-    dev, test = [], []
+    scores = {"valid": [], "test": []}  # per epoch, in log order; other subsets are ignored
     for line in lines:
         match = pattern.search(line)
-        if match:
-            (dev if match["subset"] == "valid" else test if match["subset"] == "test" else []).append(
-                float(match["score"]))
+        if match and match["subset"] in scores:
+            scores[match["subset"]].append(float(match["score"]))
+    dev, test = scores["valid"], scores["test"]
     if not dev:
         return None
     best = max(range(len(dev)), key=lambda i: (dev[i], -i))  # highest, then earliest

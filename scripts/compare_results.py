@@ -72,14 +72,11 @@ def score_table(scores, tasks):
 
 
 def pretraining_runs(work, method, suffix):
-    """Paths of METHOD's pretraining runs' files: WORK/pretrain-METHOD-seedS/summary.json
-    (suffix "summary.json") or WORK/pretrain-METHOD-seedS.log (suffix ".log"), by seed; an
-    unseeded WORK/pretrain-METHOD from earlier versions of compare.sh counts too."""
+    """Paths of METHOD's pretraining runs' files, in seed order: WORK/pretrain-METHOD-seedS/
+    summary.json (suffix "summary.json") or WORK/pretrain-METHOD-seedS.log (suffix ".log")."""
     sep = os.sep if suffix == "summary.json" else ""
-    paths = [os.path.join(work, f"pretrain-{method}") + sep + suffix]
-    paths += sorted(glob.glob(os.path.join(work, f"pretrain-{method}-seed*") + sep + suffix),
-                    key=lambda p: int(re.search(r"-seed(\d+)", p).group(1)))
-    return [p for p in paths if os.path.exists(p)]
+    return sorted(glob.glob(os.path.join(work, f"pretrain-{method}-seed*") + sep + suffix),
+                  key=lambda p: int(re.search(r"-seed(\d+)", p).group(1)))
 
 
 def mean_std(values):

@@ -20,7 +20,6 @@ glue = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(glue)
 
 
-
 # --------------------------------------------------------------------------- metrics
 
 PRED = ["1", "1", "0", "0", "1", "0"]

@@ -254,25 +254,12 @@ def test_checkpoint_of_another_criterion_loads_with_a_fresh_strategy_head(caplog
 
 def test_rtd_bias_prior_init_starts_the_discriminator_at_its_label_prior():
     """With --rtd-bias-init prior the untrained RTD head predicts p(replaced) = mask_prob for
-    every token (its loss on labels at that rate is the prior's entropy); with the default
-    (zero bias, BERT init) it predicts about 0.5 (loss about log 2)."""
-    import math
-
-    import torch.nn.functional as F
-
+    every token (the label prior); with the default (zero bias, BERT init) about 0.5."""
     torch.manual_seed(0)
-    mask_prob = 0.15  # the task's default, which the head's bias is set from
-    labels = (torch.rand(4000) < mask_prob).float()
-    prior_entropy = -(mask_prob * math.log(mask_prob) + (1 - mask_prob) * math.log(1 - mask_prob))
-    for init, expected_p, expected_loss in (("prior", mask_prob, prior_entropy), ("zero", 0.5, math.log(2))):
+    for init, expected_p in (("prior", 0.15), ("zero", 0.5)):
         model, task = build_model("electra_tiny", rtd_bias_init=init)
-        assert task.cfg.mask_prob == mask_prob
+        assert task.cfg.mask_prob == 0.15  # the task's default, which the bias is set from
         net_input, _ = random_batch(task, batch=8, length=32)
         with torch.no_grad():
-            logits = model(**net_input, sampler=deepest_sampler).rtd_logits
-        p = torch.sigmoid(logits)
-        assert abs(p.mean().item() - expected_p) < 0.03, (init, p.mean().item())
-        # the same logits over a label sample at the mask rate: loss within 0.03 nats of expected
-        per_token = logits[torch.arange(labels.numel()) % logits.numel()]
-        loss = F.binary_cross_entropy_with_logits(per_token, labels).item()
-        assert abs(loss - expected_loss) < 0.03, (init, loss, expected_loss)
+            p = torch.sigmoid(model(**net_input, sampler=deepest_sampler).rtd_logits)
+        assert (p - expected_p).abs().max() < 0.03, (init, p.min().item(), p.max().item())

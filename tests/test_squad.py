@@ -21,7 +21,6 @@ squad = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(squad)
 
 
-
 # --------------------------------------------------------------------------- metrics by hand
 
 def test_normalisation():
