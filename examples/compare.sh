@@ -31,7 +31,8 @@
 #   Finished steps are reused when the script runs again (FRESH=1 starts over).
 # What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
 # How long: pretraining 3000 updates alone on 2 cores: electra ~16 min (3.1-3.9 updates/s),
-#   MLM-only ~28 min (1.8 updates/s), amos and focal_hardness not timed alone; then 5 arms x
+#   MLM-only ~28 min (1.8 updates/s); focal_hardness 21-27 min with other jobs sharing the
+#   cores (not timed alone); amos not timed; then 5 arms x
 #   tasks x seeds fine-tuning runs of 1-5 min each. The defaults make roughly 3-4 hours
 #   (estimated from those parts, not timed as a whole; docs/results.md); each extra
 #   pretraining seed adds the four methods' pretraining again (about 1.5 hours).
