@@ -97,14 +97,17 @@ def samplers(model, criterion_cfg):
         found["mixture"] = mixing(amos_criterion.mixture_weights)
         found["uniform"] = mixing(
             lambda model, generated: torch.full(
-                (generated.logits[0].shape[0], len(generated.depths)), 1.0 / len(generated.depths)
+                (generated.logits[0].shape[0], len(generated.depths)), 1.0 / len(generated.depths),
+                device=generated.logits[0].device,
             )
         )
         for k, depth in enumerate(model.generator.depths):
             one_hot = torch.zeros(len(model.generator.depths))
             one_hot[k] = 1.0
             found[f"depth{depth}"] = mixing(
-                lambda model, generated, one_hot=one_hot: one_hot.expand(generated.logits[0].shape[0], -1)
+                lambda model, generated, one_hot=one_hot: one_hot.to(generated.logits[0].device).expand(
+                    generated.logits[0].shape[0], -1
+                )
             )
     return found
 
