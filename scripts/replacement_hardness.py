@@ -60,55 +60,37 @@ def load(checkpoint: str, data: str):
     return task, model, cfg.criterion
 
 
-def samplers(model, criterion_cfg):
-    """name -> sampler(model, generated) -> Replacement, for this checkpoint's criterion."""
+def samplers(task, model, criterion_cfg):
+    """name -> sampler(model, generated) -> Replacement, for this checkpoint's criterion.
+
+    The trained method's own sampler is its criterion's ``sample``, rebuilt from the
+    checkpoint's config (focal_hardness at the end of its alpha ramp)."""
     from amos_fairseq.criteria import amos as amos_criterion
-    from amos_fairseq.criteria.focal_hardness import hardness_proposal
     from amos_fairseq.criteria.sampling import gumbel_max
     from amos_fairseq.models.amos import Replacement
 
-    def generator(model, generated):
-        return Replacement(tokens=gumbel_max(generated.logits[-1].float(), exclude=model.unplaceable_index))
+    def generator(model, generated):  # ELECTRA's sampler
+        return Replacement(tokens=gumbel_max(generated.logits[-1].detach(), exclude=model.unplaceable_index))
 
     found = {"generator": generator}
-    name = criterion_cfg._name
-    if name == "focal_hardness":
-        alpha, eps = criterion_cfg.hardness_alpha, criterion_cfg.hardness_eps
+    if criterion_cfg._name == "focal_hardness":
+        criterion = task.build_criterion(criterion_cfg)
+        criterion.set_num_updates(criterion.hardness_warmup_updates)
+        found[f"hardness (alpha {criterion.current_alpha:g})"] = criterion.sample
+    elif criterion_cfg._name == "amos" and getattr(model, "mixture_scorer", None) is not None:
+        found["mixture"] = task.build_criterion(criterion_cfg).sample
 
-        def hardness(model, generated):
-            head = model.hardness_head
-            log_p = torch.log_softmax(
-                generated.logits[-1].float().masked_fill(model.unplaceable, float("-inf")), dim=-1
-            )
-            hardness_logits = head.output(head.features(generated.hiddens[-1]))
-            tokens, log_importance = hardness_proposal(log_p, hardness_logits, alpha, eps)
-            return Replacement(tokens=tokens, extras={"log_importance": log_importance})
-
-        found[f"hardness (alpha {alpha:g})"] = hardness
-    elif name == "amos" and getattr(model, "mixture_scorer", None) is not None:
-
-        def mixing(weights_of):
+        def fixed_mixture(weights):  # weights [K], the same at every masked position
             def sample(model, generated):
-                zbar = amos_criterion.mixed_logits(model, generated, weights_of(model, generated))
-                return Replacement(tokens=gumbel_max(zbar))
+                rows = weights.to(generated.logits[0].device).expand(generated.logits[0].shape[0], -1)
+                return Replacement(tokens=gumbel_max(amos_criterion.mixed_logits(model, generated, rows)))
 
             return sample
 
-        found["mixture"] = mixing(amos_criterion.mixture_weights)
-        found["uniform"] = mixing(
-            lambda model, generated: torch.full(
-                (generated.logits[0].shape[0], len(generated.depths)), 1.0 / len(generated.depths),
-                device=generated.logits[0].device,
-            )
-        )
-        for k, depth in enumerate(model.generator.depths):
-            one_hot = torch.zeros(len(model.generator.depths))
-            one_hot[k] = 1.0
-            found[f"depth{depth}"] = mixing(
-                lambda model, generated, one_hot=one_hot: one_hot.to(generated.logits[0].device).expand(
-                    generated.logits[0].shape[0], -1
-                )
-            )
+        depths = model.generator.depths
+        found["uniform"] = fixed_mixture(torch.full((len(depths),), 1.0 / len(depths)))
+        for k, depth in enumerate(depths):
+            found[f"depth{depth}"] = fixed_mixture(torch.eye(len(depths))[k])
     return found
 
 
@@ -119,27 +101,24 @@ def evaluate(task, model, sampler, subset: str, seed: int, batch_size: int) -> d
         dataset=task.dataset(subset), max_sentences=batch_size, seed=1, epoch=1
     ).next_epoch_itr(shuffle=False)
     sums = dict(masked=0, replaced=0, error=0, prob_error=0.0, iw=0.0, iw_sq=0.0, iw_n=0)
+    drawn = []  # the Replacement of the current batch, for its importance weights
 
-    def keep(replacement_holder, sampler=sampler):
-        def wrapped(model, generated):
-            replacement = sampler(model, generated)
-            replacement_holder.append(replacement)
-            return replacement
-
-        return wrapped
+    def recording_sampler(model, generated):
+        drawn.append(sampler(model, generated))
+        return drawn[-1]
 
     with torch.no_grad():
         for sample in iterator:
-            holder = []
-            out = model(**sample["net_input"], sampler=keep(holder))
+            drawn.clear()
+            out = model(**sample["net_input"], sampler=recording_sampler)
             non_pad_index = out.positions["non_pad_index"]
             labels = out.disc_tokens.ne(sample["target"]).flatten().index_select(0, non_pad_index)
-            logits = out.rtd_logits.float()[labels]
+            logits = out.rtd_logits.float()[labels]  # at the replaced tokens
             sums["masked"] += int(sample["net_input"]["masked_tokens"].sum())
             sums["replaced"] += int(labels.sum())
             sums["error"] += int((logits <= 0).sum())
             sums["prob_error"] += float(torch.sigmoid(-logits).sum())
-            log_importance = holder[0].extras.get("log_importance") if holder[0].extras else None
+            log_importance = (drawn[0].extras or {}).get("log_importance")
             if log_importance is not None:
                 weights = log_importance.float().exp()
                 sums["iw"] += float(weights.sum())
@@ -149,23 +128,20 @@ def evaluate(task, model, sampler, subset: str, seed: int, batch_size: int) -> d
 
 
 def summarise(passes):
-    def per_pass(key):
-        return [
-            (p["error"] if key == "error" else p["prob_error"]) / max(p["replaced"], 1) if key != "replace_rate"
-            else p["replaced"] / max(p["masked"], 1)
-            for p in passes
-        ]
-
+    """Per-pass sums -> mean and sd over passes of each rate; ESS where there are weights."""
+    per_pass = {
+        "error_replaced": [p["error"] / max(p["replaced"], 1) for p in passes],
+        "prob_error_replaced": [p["prob_error"] / max(p["replaced"], 1) for p in passes],
+        "replace_rate": [p["replaced"] / max(p["masked"], 1) for p in passes],
+    }
     row = {}
-    for key, name in (("error", "error_replaced"), ("prob", "prob_error_replaced"), ("replace_rate", "replace_rate")):
-        values = per_pass(key)
+    for name, values in per_pass.items():
         row[name] = statistics.mean(values)
         row[name + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
     row["replaced_tokens_per_pass"] = round(statistics.mean(p["replaced"] for p in passes))
     if passes[0]["iw_n"]:
         # ESS of the raw weights p/q per position: (sum w)^2 / sum w^2 / n
-        ess = [p["iw"] ** 2 / max(p["iw_sq"], 1e-12) / p["iw_n"] for p in passes]
-        row["iw_ess"] = statistics.mean(ess)
+        row["iw_ess"] = statistics.mean(p["iw"] ** 2 / max(p["iw_sq"], 1e-12) / p["iw_n"] for p in passes)
     return row
 
 
@@ -186,7 +162,7 @@ def main():
     task, model, criterion_cfg = load(args.checkpoint, args.data)
     task.load_dataset(args.subset)
     rows = {}
-    for name, sampler in samplers(model, criterion_cfg).items():
+    for name, sampler in samplers(task, model, criterion_cfg).items():
         passes = [evaluate(task, model, sampler, args.subset, seed, args.batch_size) for seed in range(args.passes)]
         rows[name] = summarise(passes)
     print(f"{args.checkpoint} ({criterion_cfg._name}), {args.subset}, {args.passes} passes; mean (sd over passes)")

@@ -50,7 +50,7 @@ def test_focal_hardness_proposal_reports_its_importance_weights(data_bin, tmp_pa
     assert hardness["prob_error_replaced"] != rows["generator"]["prob_error_replaced"]
 
 
-def test_a_finetuning_checkpoint_or_missing_data_is_refused(tmp_path):
+def test_a_missing_checkpoint_is_refused(tmp_path):
     missing = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path / "none.pt"), str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
