@@ -29,6 +29,9 @@
 #   over fine-tuning seeds only; with PRETRAIN_SEEDS="1 2 3" and SEEDS="1 2 3" every fine-tuning
 #   run starts from its own pretraining run, so the spread covers both (3x the pretraining).
 #   Finished steps are reused when the script runs again (FRESH=1 starts over).
+#   JOBS runs that many pretraining or fine-tuning runs at once, THREADS/JOBS threads each
+#   (the small models use a second thread poorly: JOBS=2 on 2 cores is faster than 1);
+#   progress lines then carry the run's name, and a failed run stops new ones from starting.
 # What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
 # How long: pretraining 3000 updates alone on 2 cores: electra ~16 min (3.1-3.9 updates/s),
 #   MLM-only ~28 min (1.8 updates/s); focal_hardness 21-27 min with other jobs sharing the
@@ -40,7 +43,7 @@
 # Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
 #   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016
 #   examples/data/source_id] SEEDS [1 2 3] UPDATES [3000] PRETRAIN_SEEDS [1] LR [1e-3]
-#   EPOCHS [5] POOLING [mean] CORPUS_TEXT VOCAB [4000] THREADS [2] FRESH [0]
+#   EPOCHS [5] POOLING [mean] CORPUS_TEXT VOCAB [4000] THREADS [2] JOBS [1] FRESH [0]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK="${1:-runs/compare}"
@@ -48,7 +51,14 @@ METHODS="${METHODS:-mlm electra amos focal_hardness}"
 TASKS="${TASKS:-examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016 examples/data/source_id}"
 SEEDS="${SEEDS:-1 2 3}"; UPDATES="${UPDATES:-3000}"; PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-1}"
 CORPUS_TEXT="${CORPUS_TEXT:-examples/data/corpus-full.txt.xz}"; VOCAB="${VOCAB:-4000}"
-export OMP_NUM_THREADS="${THREADS:-2}"
+for method in $METHODS; do
+    case "$method" in electra|amos|focal_hardness|mlm) ;;
+        *) echo "error: METHODS has '$method': choose among electra, amos, focal_hardness, mlm" >&2; exit 2 ;;
+    esac
+done
+JOBS="${JOBS:-1}"
+[[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "error: JOBS=$JOBS: give a whole number of runs at once (1, 2, ...)" >&2; exit 2; }
+threads_per_job=$(( ${THREADS:-2} / JOBS )); export OMP_NUM_THREADS=$(( threads_per_job > 0 ? threads_per_job : 1 ))
 start=$(date +%s)
 # WORK is this recipe's own folder; FRESH=1 removes it first (never a folder it did not make).
 if [ "${FRESH:-0}" = 1 ]; then fresh_dir "$WORK" compare || exit 2; fi
@@ -57,6 +67,23 @@ own_dir "$WORK" compare || exit 2
 corpus="$WORK/corpus"
 prepare_corpus_once "$CORPUS_TEXT" "$corpus" "$VOCAB"
 
+# in_parallel CMD...: CMD in the background, at most JOBS at once. A run that failed (it has
+# said why) stops new ones from starting; stage_done_or_exit then checks every run's output.
+failed=0
+in_parallel() {
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || failed=1; done
+    if [ "$failed" = 0 ]; then "$@" & fi
+}
+# stage_done_or_exit STAGE DONE DIR...: once the stage's runs have ended, `DONE DIR` must hold
+# for every DIR
+stage_done_or_exit() {
+    local stage="$1" done="$2" dir missing=0; shift 2
+    wait || true
+    for dir in "$@"; do "$done" "$dir" || { echo "error: $stage did not finish $dir" >&2; missing=1; }; done
+    [ "$missing" = 0 ] || exit 1
+}
+
+pretrained() { [ -f "$1/summary.json" ]; }
 # pretrain METHOD SEED: WORK/pretrain-METHOD-seedSEED/checkpoints/checkpoint_last.pt, .log,
 # summary.json
 pretrain() {
@@ -67,9 +94,8 @@ pretrain() {
         amos) model=(--arch amos_mini --criterion amos) ;;
         mlm) model=(--arch electra_mini --criterion electra --rtd-weight 0 --generator-embed-dim 128
                     --generator-ffn-embed-dim 512 --generator-attention-heads 4 --generator-depths 4) ;;
-        *) echo "error: unknown method $method (electra, amos, focal_hardness, mlm)" >&2; exit 2 ;;
     esac
-    if [ -f "$dir/summary.json" ]; then log "pretrain $method: done already ($dir)"; return; fi
+    if pretrained "$dir"; then log "pretrain $method: done already ($dir)"; return; fi
     log "pretrain $method, seed $seed: $UPDATES updates -> $dir"
     PRETRAIN_SEED="$seed" pretrain_cpu_scale "$corpus/data-bin" "$dir" "$UPDATES" "${model[@]}" || exit 1
     if [ "$method" = mlm ]; then
@@ -88,7 +114,11 @@ start_checkpoint() {
 pretraining_seeds=($PRETRAIN_SEEDS)
 pretraining_seed_for() { echo "${pretraining_seeds[$(( $1 % ${#pretraining_seeds[@]} ))]}"; }
 
-for method in $METHODS; do for seed in $PRETRAIN_SEEDS; do pretrain "$method" "$seed"; done; done
+pretraining_dirs=()
+for method in $METHODS; do for seed in $PRETRAIN_SEEDS; do
+    in_parallel pretrain "$method" "$seed"; pretraining_dirs+=("$WORK/pretrain-$method-seed$seed")
+done; done
+stage_done_or_exit pretraining pretrained "${pretraining_dirs[@]}"
 
 # Fine-tuning: one recipe for every arm. scratch takes its architecture (electra_mini: the
 # same discriminator as every method) and vocabulary from the first method's checkpoint.
@@ -96,23 +126,31 @@ reference="$(start_checkpoint "${METHODS%% *}" "${pretraining_seeds[0]}")"
 tasks_dir="$WORK/tasks"
 mkdir -p "$tasks_dir"
 for task in $TASKS; do ln -sfn "$(cd "$task" && pwd)" "$tasks_dir/$(basename "$task")"; done
-index=0
+# finetune ARM SEED CHECKPOINT SCRATCH OUT: one fine-tuning run on every task
+finetune() {
+    local arm="$1" seed="$2" ckpt="$3" scratch="$4" out="$5"
+    mkdir -p "$(dirname "$out")"
+    SKIP_SETUP=1 FROM_SCRATCH=$scratch SEED="$seed" ARCH=electra_mini LR="${LR:-1e-3}" \
+        EPOCHS="${EPOCHS:-5}" POOLING="${POOLING:-mean}" \
+        bash examples/finetune_tsv.sh "$ckpt" "$corpus" "$tasks_dir" "$out" > "$out.log" 2>&1 \
+        || { tail -n 20 "$out.log" >&2; echo "error: fine-tuning $arm seed $seed failed ($out.log)" >&2; exit 1; }
+    log "fine-tuned $arm, seed $seed"
+}
+# finished OUT: OUT/results.tsv has a line for every task (header included)
+finished() { [ -f "$1/results.tsv" ] && [ "$(wc -l < "$1/results.tsv")" -gt "$(echo $TASKS | wc -w)" ]; }
+
+index=0; finetune_dirs=()
 for seed in $SEEDS; do
     pretrained_seed="$(pretraining_seed_for $index)"; index=$(( index + 1 ))
     for arm in scratch $METHODS; do
-        out="$WORK/finetune/$arm/seed$seed"
-        if [ -f "$out/results.tsv" ] && [ "$(wc -l < "$out/results.tsv")" -gt "$(echo $TASKS | wc -w)" ]; then
-            continue
-        fi
+        out="$WORK/finetune/$arm/seed$seed"; finetune_dirs+=("$out")
+        finished "$out" && continue
         if [ "$arm" = scratch ]; then ckpt="$reference"; scratch=1; else ckpt="$(start_checkpoint "$arm" "$pretrained_seed")"; scratch=0; fi
         log "fine-tune $arm, seed $seed$([ $scratch = 0 ] && echo ", from pretraining seed $pretrained_seed")"
-        mkdir -p "$(dirname "$out")"
-        SKIP_SETUP=1 FROM_SCRATCH=$scratch SEED="$seed" ARCH=electra_mini LR="${LR:-1e-3}" \
-            EPOCHS="${EPOCHS:-5}" POOLING="${POOLING:-mean}" \
-            bash examples/finetune_tsv.sh "$ckpt" "$corpus" "$tasks_dir" "$out" > "$out.log" 2>&1 \
-            || { tail -n 20 "$out.log" >&2; echo "error: fine-tuning $arm seed $seed failed ($out.log)" >&2; exit 1; }
+        in_parallel finetune "$arm" "$seed" "$ckpt" "$scratch" "$out"
     done
 done
+stage_done_or_exit fine-tuning finished "${finetune_dirs[@]}"
 
 "$PY" scripts/compare_results.py "$WORK"
 echo "compare finished in $(( $(date +%s) - start )) s; results under $WORK/results"

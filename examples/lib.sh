@@ -65,8 +65,9 @@ prepare_corpus_once() {
 # pretrain_cpu_scale DATA_BIN DIR UPDATES ARGS...: the CPU-scale pretraining recipe
 # (docs/cpu-scale.md): batch 32 x up to 128 tokens, lr 2e-3 with 200 warm-up updates and
 # linear decay, no dropout, validation every 500 updates and at the end. ARGS name the
-# architecture and criterion. Full log in DIR.log (progress lines on stderr), checkpoints
-# in DIR/checkpoints, tensorboard logs in DIR/tensorboard. Fails with the log's tail.
+# architecture and criterion. Full log in DIR.log (progress lines on stderr, after the run's
+# name), checkpoints in DIR/checkpoints, tensorboard logs in DIR/tensorboard. Fails with the
+# log's tail.
 pretrain_cpu_scale() {
     local data="$1" dir="$2" updates="$3"; shift 3
     mkdir -p "$dir"
@@ -81,6 +82,7 @@ pretrain_cpu_scale() {
         --no-epoch-checkpoints --save-dir "$dir/checkpoints" --tensorboard-logdir "$dir/tensorboard" \
         >> "$dir.log" 2>&1 &
     local pid=$!
-    tail -n +1 --pid "$pid" -f "$dir.log" | grep --line-buffered -E "\| (train_inner|valid) \|" >&2 || true
+    tail -n +1 --pid "$pid" -f "$dir.log" | grep --line-buffered -E "\| (train_inner|valid) \|" \
+        | sed -u "s|^|[$(basename "$dir")] |" >&2 || true
     wait "$pid" || { tail -n 20 "$dir.log" >&2; echo "error: pretraining failed ($dir.log)" >&2; return 1; }
 }

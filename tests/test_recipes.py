@@ -64,3 +64,14 @@ def test_finetune_work_folder_is_its_own(tiny_corpus, tmp_path):
     assert proc.returncode != 0 and f"{checkpoint} is not a complete checkpoint" in last_line(proc), proc.stdout
     assert [p.name for p in work.iterdir()] == [".amos-fairseq-output"]
     assert (work / ".amos-fairseq-output").read_text().strip() == "finetune_tsv"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"METHODS": "electra amoss"}, "METHODS has 'amoss': choose among electra, amos, focal_hardness, mlm"),
+    ({"JOBS": "0"}, "JOBS=0: give a whole number of runs at once"),
+])
+def test_compare_refuses_bad_settings_before_any_work(env, message, tmp_path):
+    work = tmp_path / "work"
+    proc = recipe("compare.sh", work, **env)
+    assert proc.returncode == 2 and message in last_line(proc), proc.stdout[-2000:]
+    assert not work.exists()
