@@ -13,6 +13,9 @@ Two baselines, each the best a model can do without reading the context:
   validation split's real tokens (``<s>``, ``</s>``, padding excluded, as they are never
   masked): its cross-entropy in nats next to ``gen_loss``, and the accuracy of always
   guessing the most frequent token next to ``gen_acc``;
+  With several generator depths (amos) the logged ``gen_loss`` is their (weighted) sum, so
+  each depth's own ``gen_loss_d<k>`` is reported and the deepest one (whose accuracy is
+  ``gen_acc``) is the generator compared with the unigram model;
 * discriminator: the label prior, i.e. always answering the same probability, whose loss is
   ``rtd_prior_loss`` (logged by every criterion); ``rtd_acc_replaced`` of the prior is 0.
 
@@ -88,6 +91,9 @@ def main():
     kind, m = last_metrics(args.log)
     unigram_loss, unigram_acc = unigram_baseline(args.data_bin)
     gen_loss, gen_acc = m.get("gen_loss"), m.get("gen_acc")
+    depths = sorted(int(key[len("gen_loss_d"):]) for key in m if re.fullmatch(r"gen_loss_d\d+", key))
+    if depths:  # the logged gen_loss sums the depths' losses: compare one generator, the deepest
+        gen_loss = m[f"gen_loss_d{depths[-1]}"]
     rtd_loss, prior = m.get("rtd_loss"), m.get("rtd_prior_loss")
     caught, kept = m.get("rtd_acc_replaced", 0.0), m.get("rtd_acc_original")
     if gen_loss is None or rtd_loss is None:
@@ -98,8 +104,12 @@ def main():
     discriminator_learned = prior is not None and rtd_loss < prior - 0.01 and caught > 0.05
     where = f"{kind}, update {int(m.get('num_updates', 0))}"
     print(f"pretraining summary ({where}); both baselines ignore the context:")
-    print(f"  generator      loss {gen_loss:.3f} nats  (unigram model {unigram_loss:.3f})   "
+    name = f"generator d{depths[-1]}" if depths else "generator"
+    print(f"  {name:14s} loss {gen_loss:.3f} nats  (unigram model {unigram_loss:.3f})   "
           f"accuracy {gen_acc:.3f}  (most frequent token {unigram_acc:.3f})")
+    for depth in depths[:-1]:
+        print(f"  {f'generator d{depth}':14s} loss {m[f'gen_loss_d{depth}']:.3f} nats"
+              + (f"                           accuracy {m[f'gen_acc_d{depth}']:.3f}" if f"gen_acc_d{depth}" in m else ""))
     prior_text = f"{prior:.4f}" if prior is not None else "n/a"
     kept_text = f"{kept:.3f}" if kept is not None else "n/a"
     print(f"  discriminator  loss {rtd_loss:.4f}       (label prior {prior_text})      "
@@ -122,7 +132,9 @@ def main():
             json.dump(dict(where=where, gen_loss=gen_loss, unigram_loss=unigram_loss, gen_acc=gen_acc,
                            unigram_acc=unigram_acc, rtd_loss=rtd_loss, rtd_prior_loss=prior,
                            rtd_acc_replaced=caught, rtd_acc_original=kept,
-                           generator_learned=generator_learned, discriminator_learned=discriminator_learned),
+                           generator_learned=generator_learned, discriminator_learned=discriminator_learned,
+                           **({"generator_depth": depths[-1],
+                               "gen_loss_per_depth": {d: m[f"gen_loss_d{d}"] for d in depths}} if depths else {})),
                       f, indent=1)
 
 

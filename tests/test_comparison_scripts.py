@@ -66,6 +66,25 @@ def test_pretraining_summary_compares_with_context_free_baselines(data_bin, tmp_
     assert 3.0 < unigram < np.log(800)  # a real corpus is far from uniform over its 800 pieces
 
 
+def test_pretraining_summary_judges_the_deepest_generator_not_the_sum_over_depths(data_bin, tmp_path):
+    """amos logs gen_loss as the sum of its depths' losses: three generators each below the
+    unigram level sum to far above it, and must not read as a generator that learned nothing."""
+    unigram, _ = unigram_by_hand(data_bin)
+    per_depth = {1: unigram - 0.3, 2: unigram - 0.5, 3: unigram - 0.6}
+    log = fake_log(tmp_path / "train.log", dict(
+        gen_loss=sum(per_depth.values()), rtd_loss=0.30, gen_acc=0.2, rtd_prior_loss=0.41,
+        rtd_acc_replaced=0.4, rtd_acc_original=0.97,
+        **{f"gen_loss_d{d}": v for d, v in per_depth.items()}, gen_acc_d1=0.15, gen_acc_d2=0.18,
+        gen_acc_d3=0.2, num_updates=20))
+    proc = run_script("pretraining_summary.py", data_bin, log, "--json", tmp_path / "s.json")
+    assert proc.returncode == 0 and "both networks use the context" in proc.stdout, proc.stdout
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["gen_loss"] == pytest.approx(per_depth[3], abs=1e-6) and summary["generator_depth"] == 3
+    assert summary["generator_learned"] is True
+    assert summary["gen_loss_per_depth"] == {str(d): pytest.approx(v, abs=1e-6) for d, v in per_depth.items()}
+    assert "generator d1" in proc.stdout and "accuracy 0.150" in proc.stdout
+
+
 def test_pretraining_summary_refuses_a_log_without_metrics(data_bin, tmp_path):
     log = tmp_path / "empty.log"
     log.write_text("nothing here\n")
