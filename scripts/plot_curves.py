@@ -10,7 +10,7 @@ are drawn into the same panels, labelled by their path (or ``--labels``).
 
 Panels, each drawn when some run logged it:
 
-* generator loss (``gen_loss`` and, for amos, ``gen_loss_d*`` per depth)
+* generator loss (``gen_loss``; for amos ``gen_loss_d*`` per depth instead of their sum)
 * RTD loss (``rtd_loss``)
 * replace rate (share of masked positions whose placed token differs from the original)
   and the discriminator's accuracy on replaced / original tokens
@@ -106,6 +106,15 @@ def read_run(path, split):
     raise SystemExit(f"error: {path!r} is neither a tensorboard log directory nor a log file")
 
 
+def panel_tags(series, pattern):
+    """The tags of one run drawn in a panel. A run with per-depth generator losses (amos) logs
+    ``gen_loss`` as their sum, on another scale: its depths are drawn, not the sum."""
+    tags = sorted(t for t in series if pattern.match(t))
+    if any(t.startswith("gen_loss_d") for t in tags):
+        return [t for t in tags if t != "gen_loss"]
+    return tags
+
+
 def plot(runs, labels, out):
     import matplotlib
 
@@ -121,7 +130,7 @@ def plot(runs, labels, out):
     styles = ["-", "--", ":", "-."]
     for ax, (title, pattern) in zip(axes[0], panels):
         for r, (series, label) in enumerate(zip(runs, labels)):
-            for tag in sorted(t for t in series if pattern.match(t)):
+            for tag in panel_tags(series, pattern):
                 steps, values = zip(*series[tag])
                 ax.plot(steps, values, styles[r % len(styles)], label=f"{label}: {tag}" if len(runs) > 1 else tag)
         ax.set_title(title)

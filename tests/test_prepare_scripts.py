@@ -239,6 +239,9 @@ def test_plot_curves_from_a_log_file_and_its_errors(tmp_path):
     series = plot_curves.read_log_file(str(log), "train_inner")
     assert series["gen_loss"] == [(5, 6.5), (10, 6.0), (15, 5.5)]
     assert series["mix_w_d2"][0] == (5, 0.7)
+    generator_panel = plot_curves.PANELS[0][1]
+    assert plot_curves.panel_tags(series, generator_panel) == ["gen_loss_d1", "gen_loss_d2"]  # not their sum
+    assert plot_curves.panel_tags({"gen_loss": [], "rtd_loss": []}, generator_panel) == ["gen_loss"]
     out = tmp_path / "curves.png"
     proc = run_script("plot_curves.py", log, "--out", out)
     assert proc.returncode == 0, proc.stdout
