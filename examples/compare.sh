@@ -33,12 +33,15 @@
 #   (the small models use a second thread poorly: JOBS=2 on 2 cores is faster than 1);
 #   progress lines then carry the run's name, and a failed run stops new ones from starting.
 # What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
-# How long: pretraining 3000 updates alone on 2 cores: electra ~16 min (3.1-3.9 updates/s),
-#   MLM-only ~28 min (1.8 updates/s); focal_hardness 21-27 min with other jobs sharing the
-#   cores (not timed alone); amos not timed; then 5 arms x
-#   tasks x seeds fine-tuning runs of 1-5 min each. The defaults make roughly 3-4 hours
-#   (estimated from those parts, not timed as a whole; docs/results.md); each extra
-#   pretraining seed adds the four methods' pretraining again (about 1.5 hours).
+# How long (measured with JOBS=2 on 2 cores, one thread per run, two runs sharing the
+#   cores): 3000 pretraining updates take 20.8 min for amos and 19.4-20.1 min for electra;
+#   one fine-tuning run on election_tweets_2016 and source_id (5 epochs) about 6.6 min.
+#   Alone on 2 cores (JOBS=1): electra ~16 min, MLM-only ~28 min (1.8 updates/s);
+#   focal_hardness 21-27 min with other jobs sharing the cores (not timed alone). The
+#   defaults (four methods, one pretraining seed, five arms x three tasks x three seeds)
+#   make about 2-2.5 hours with JOBS=2 and 3-4 hours with JOBS=1, estimated from those parts,
+#   not timed as a whole; each extra pretraining seed adds the four methods' pretraining
+#   again (METHODS="amos electra" PRETRAIN_SEEDS="1 2 3" JOBS=2: 69 min for the six runs).
 #
 # Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
 #   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016
@@ -129,6 +132,7 @@ for task in $TASKS; do ln -sfn "$(cd "$task" && pwd)" "$tasks_dir/$(basename "$t
 # finetune ARM SEED CHECKPOINT SCRATCH OUT: one fine-tuning run on every task
 finetune() {
     local arm="$1" seed="$2" ckpt="$3" scratch="$4" out="$5"
+    log "fine-tune $arm, seed $seed$([ "$scratch" = 0 ] && echo ", from $(dirname "$(dirname "$ckpt")")")"
     mkdir -p "$(dirname "$out")"
     SKIP_SETUP=1 FROM_SCRATCH=$scratch SEED="$seed" ARCH=electra_mini LR="${LR:-1e-3}" \
         EPOCHS="${EPOCHS:-5}" POOLING="${POOLING:-mean}" \
@@ -146,7 +150,6 @@ for seed in $SEEDS; do
         out="$WORK/finetune/$arm/seed$seed"; finetune_dirs+=("$out")
         finished "$out" && continue
         if [ "$arm" = scratch ]; then ckpt="$reference"; scratch=1; else ckpt="$(start_checkpoint "$arm" "$pretrained_seed")"; scratch=0; fi
-        log "fine-tune $arm, seed $seed$([ $scratch = 0 ] && echo ", from pretraining seed $pretrained_seed")"
         in_parallel finetune "$arm" "$seed" "$ckpt" "$scratch" "$out"
     done
 done

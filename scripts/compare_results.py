@@ -64,7 +64,12 @@ def score_table(scores, tasks):
         cells = []
         for task in tasks:
             values = scores[method].get(task, [])
-            cells.append("%.1f ± %.1f (n=%d)" % (*mean_std(values), len(values)) if values else "n/a")
+            if not values:
+                cells.append("n/a")
+            elif len(values) == 1:  # one seed has no spread to show
+                cells.append("%.1f (n=1)" % values[0])
+            else:
+                cells.append("%.1f ± %.1f (n=%d)" % (*mean_std(values), len(values)))
         avg = average(method)
         delta = "" if avg is None or scratch_avg is None or method == "scratch" else f"{avg - scratch_avg:+.1f}"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {'n/a' if avg is None else f'{avg:.1f}'} | {delta} |")

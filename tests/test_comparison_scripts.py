@@ -117,7 +117,7 @@ def test_mlm_checkpoint_becomes_the_discriminator(tmp_path):
 
 
 def test_results_table_reports_mean_and_spread_per_method(tmp_path):
-    scores = {"scratch": [60.0, 62.0, 64.0], "electra": [70.0, 71.0, 72.0]}
+    scores = {"scratch": [60.0, 62.0, 64.0], "electra": [70.0, 71.0, 72.0], "amos": [68.0]}
     for method, values in scores.items():
         for seed, value in enumerate(values, 1):
             folder = tmp_path / "finetune" / method / f"seed{seed}"
@@ -142,6 +142,7 @@ def test_results_table_reports_mean_and_spread_per_method(tmp_path):
     assert "| scratch | 62.0 ± 2.0 (n=3) | 52.0 ± 2.0 (n=3) | 57.0 |" in dev
     assert "| electra | 71.0 ± 1.0 (n=3) | 61.0 ± 1.0 (n=3) | 66.0 | +9.0 |" in dev
     assert "| majority class | 50.0 | 40.0 |" in dev
+    assert "| amos | 68.0 (n=1) | 58.0 (n=1) | 63.0 | +6.0 |" in dev  # one seed: no spread shown
     assert "| electra | 66.0 ± 1.0 (n=3) | 66.0 | +9.0 |" in test and "taskB" not in test
     rows = (tmp_path / "results" / "results.tsv").read_text().splitlines()
     assert "electra\ttaskA\tdev\t71.00\t1.00\t3\t70.0,71.0,72.0" in rows
