@@ -12,8 +12,7 @@ Two baselines, each the best a model can do without reading the context:
 * generator: a unigram model with the training split's token frequencies, scored on the
   validation split's real tokens (``<s>``, ``</s>``, padding excluded, as they are never
   masked): its cross-entropy in nats next to ``gen_loss``, and the accuracy of always
-  guessing the most frequent token next to ``gen_acc``;
-  With several generator depths (amos) the logged ``gen_loss`` is their (weighted) sum, so
+  guessing the most frequent token next to ``gen_acc``. With several generator depths (amos) the logged ``gen_loss`` is their (weighted) sum, so
   each depth's own ``gen_loss_d<k>`` is reported and the deepest one (whose accuracy is
   ``gen_acc``) is the generator compared with the unigram model;
 * discriminator: the label prior, i.e. always answering the same probability, whose loss is
