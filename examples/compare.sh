@@ -30,11 +30,12 @@
 #   run starts from its own pretraining run, so the spread covers both (3x the pretraining).
 #   Finished steps are reused when the script runs again (FRESH=1 starts over).
 #   JOBS runs that many pretraining or fine-tuning runs at once, THREADS/JOBS threads each
-#   (the small models use a second thread poorly: JOBS=2 on 2 cores is faster than 1);
+#   (the small models use a second thread poorly: two electra pretraining runs side by side,
+#   one thread each, took 19.4-20.1 min, one alone with two threads about 16 min);
 #   progress lines then carry the run's name, and a failed run stops new ones from starting.
 # What it needs: python3 (.venv is set up on the first run), 2 CPU cores.
 # How long (measured with JOBS=2 on 2 cores, one thread per run, two runs sharing the
-#   cores): 3000 pretraining updates take 20.8 min for amos and 19.4-20.1 min for electra;
+#   cores): 3000 pretraining updates take 20.7-20.8 min for amos and 19.4-20.1 min for electra;
 #   one fine-tuning run on election_tweets_2016 and source_id (5 epochs) about 6.6 min.
 #   Alone on 2 cores (JOBS=1): electra ~16 min, MLM-only ~28 min (1.8 updates/s);
 #   focal_hardness 21-27 min with other jobs sharing the cores (not timed alone). The
