@@ -17,7 +17,11 @@ leaves a truncated ``checkpoint_last.pt`` and the next resume dies in ``torch.lo
 ``PathManager`` that ``checkpoint_utils`` sees copies local files to a temporary name in the
 same folder and renames it into place, so each name holds either the old or the new file.
 
-Third, fairseq never destroys its process group, which PyTorch asks every program to do
+Third, fairseq's ``TokenBlockDataset`` builds ``--sample-break-mode eos`` blocks with
+``np.compat.long``, and ``numpy.compat`` is gone in numpy 2. That module alone sees a
+``numpy`` whose ``compat.long`` is ``np.int64`` (what it was on 64-bit Linux).
+
+Fourth, fairseq never destroys its process group, which PyTorch asks every program to do
 before it exits (communicator threads left running can abort the exit of a finished run).
 An exit handler destroys the group.
 """
@@ -69,6 +73,16 @@ def _atomic_copy_path_manager(path_manager):
     return AtomicCopyPathManager
 
 
+def _numpy_with_compat_namespace() -> types.ModuleType:
+    """A stand-in for the ``numpy`` module that also has numpy 1's ``compat.long``."""
+    import numpy
+
+    namespace = types.ModuleType("numpy")
+    namespace.compat = types.SimpleNamespace(long=numpy.int64)
+    namespace.__getattr__ = lambda name: getattr(numpy, name)
+    return namespace
+
+
 def _destroy_process_group() -> None:
     """At exit: release the process group, if this process still holds one."""
     import torch.distributed as dist
@@ -78,9 +92,10 @@ def _destroy_process_group() -> None:
 
 
 def install() -> None:
-    """Point fairseq's checkpoint and distributed helpers at the trusting namespace, and its
-    checkpoint helpers at the atomic copy."""
+    """Point fairseq's checkpoint and distributed helpers at the trusting namespace, its
+    checkpoint helpers at the atomic copy, and its token blocks at numpy with ``compat``."""
     from fairseq import checkpoint_utils
+    from fairseq.data import token_block_dataset
     from fairseq.distributed import utils as distributed_utils
 
     if not getattr(checkpoint_utils.PathManager, "_amos_atomic_copy", False):
@@ -91,6 +106,9 @@ def install() -> None:
             namespace = _trusting_torch_namespace()
             namespace._amos_trusting_load = True
             module.torch = namespace
+
+    if not hasattr(token_block_dataset.np, "compat"):
+        token_block_dataset.np = _numpy_with_compat_namespace()
 
     if not getattr(install, "_exit_handler", False):
         atexit.register(_destroy_process_group)

@@ -71,13 +71,38 @@ class Progress:
         print(f"[{self.what}] {self.count:,} lines in {time.time() - self.start:.1f}s", file=sys.stderr, flush=True)
 
 
+# sentencepiece's trainer skips, without a word, every sentence longer than its
+# max_sentence_length (4192 bytes by default): a paragraph-per-line corpus would lose its
+# long paragraphs from the tokenizer's training. They are cut at spaces below this size.
+SPM_MAX_SENTENCE_BYTES = 4000
+
+
+def spm_training_pieces(line, max_bytes=SPM_MAX_SENTENCE_BYTES):
+    """``line`` cut at spaces into pieces of at most ``max_bytes`` UTF-8 bytes (a single word
+    longer than that is kept whole; sentencepiece then skips it)."""
+    if len(line.encode("utf-8")) <= max_bytes:
+        return [line]
+    pieces, current, size = [], [], 0
+    for word in line.split(" "):
+        n = len(word.encode("utf-8")) + 1
+        if current and size + n > max_bytes:
+            pieces.append(" ".join(current))
+            current, size = [], 0
+        current.append(word)
+        size += n
+    pieces.append(" ".join(current))
+    return pieces
+
+
 def train_sentencepiece(paths, out_dir, vocab_size, sample_lines, model_type, seed):
-    """Train on (a reservoir sample of) the non-blank lines. Returns the model path."""
+    """Train on (a reservoir sample of) the non-blank lines, long lines cut at spaces into
+    pieces sentencepiece accepts. Returns the model path."""
     import sentencepiece as spm
 
     rng = random.Random(seed)
     reservoir, progress = [], Progress("spm sample")
-    for i, line in enumerate(l for l in iter_lines(paths) if l.strip()):
+    lines = (piece for l in iter_lines(paths) if l.strip() for piece in spm_training_pieces(l))
+    for i, line in enumerate(lines):
         if len(reservoir) < sample_lines:
             reservoir.append(line)
         else:

@@ -54,7 +54,7 @@ def load(checkpoint: str, data: str):
         sys.exit(f"error: {checkpoint} is a {cfg.task._name} checkpoint; pass a pretraining (amos_rtd) checkpoint")
     cfg.task.data = data
     task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
+    model = task.build_model(cfg.model, from_checkpoint=True)
     model.load_state_dict(state["model"])
     model.eval()
     return task, model, cfg.criterion

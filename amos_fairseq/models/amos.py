@@ -17,13 +17,13 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.roberta.model import RobertaClassificationHead
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
-from ..checkpoint_file import CheckpointFileError, check_checkpoint_file
 from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
 from ..modules.positions import check_positions, positions_from_masks
 from ..modules.relative_position import RelativePositionBias
 from ..modules.straight_through import add_relaxed_embedding
+from ..training_checks import check_training_run, rebuilt_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +204,8 @@ class AmosModel(BaseFairseqModel):
 
         base_architecture(args)
         validate_args(args)
-        check_restore_file(args)
-        check_precision(args)
+        if not rebuilt_from_checkpoint():
+            check_training_run(args)
         check_num_classes(args, task)
         pretraining = isinstance(task, AmosRTDTask)
         model = cls(args, task.source_dictionary, pretraining)
@@ -377,24 +377,6 @@ class AmosModel(BaseFairseqModel):
             state_dict.setdefault(head_prefix + k, v)
 
 
-def check_precision(args) -> None:
-    """Half precision that fairseq 0.12 cannot run here stops with the fix, not deep inside
-    fairseq: --fp16 needs a CUDA GPU ("Torch not compiled with CUDA enabled"), and --bf16
-    implies --tpu there, so it needs torch_xla (an XLA attribute error otherwise, on GPUs too)."""
-    import importlib.util
-
-    if getattr(args, "bf16", False) and importlib.util.find_spec("torch_xla") is None:
-        raise ModelConfigError(
-            "--bf16 in fairseq 0.12 means TPU training (it implies --tpu) and needs torch_xla, "
-            "which is not installed: on a GPU use --fp16 (or --amp); on the CPU drop it to train in fp32"
-        )
-    if getattr(args, "fp16", False) and not torch.cuda.is_available():
-        raise ModelConfigError(
-            "--fp16 needs a CUDA GPU and this machine has none (torch.cuda.is_available() is "
-            "False): drop --fp16 to train in fp32 on the CPU"
-        )
-
-
 def check_num_classes(args, task) -> None:
     """fairseq's sentence_prediction task takes --num-classes on trust: fewer than the labels
     fails mid-training with an index error, more trains heads for classes that never occur."""
@@ -409,20 +391,6 @@ def check_num_classes(args, task) -> None:
             f"--num-classes {num_classes} but the data's label/dict.txt holds {found} labels: pass "
             f"--num-classes {found} (scripts/prepare_classification.py writes it to meta.json)"
         )
-
-
-def check_restore_file(args) -> None:
-    """fairseq trains from random weights, with one info line, when ``--restore-file`` names a
-    file that does not exist (a fine-tuning run would silently score an untrained model), and
-    dies deep in ``torch.load`` on a truncated one: both stop here, before anything is written."""
-    restore = getattr(args, "restore_file", None)
-    if restore and restore != "checkpoint_last.pt":
-        try:
-            check_checkpoint_file(restore, "--restore-file")
-        except CheckpointFileError as e:
-            raise ModelConfigError(
-                f"{e}; or leave --restore-file out to start from random weights"
-            ) from None
 
 
 def validate_args(args) -> None:

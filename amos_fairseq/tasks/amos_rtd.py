@@ -27,7 +27,6 @@ from fairseq.data import (
     RightPadDataset,
     SortDataset,
     TokenBlockDataset,
-    TruncateDataset,
     data_utils,
 )
 from fairseq.data.shorten_dataset import maybe_shorten_dataset
@@ -36,6 +35,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from ..modules.positions import collate_positions
+from .line_pieces import LinePiecesDataset, describe_served_tokens, token_count
 from .masking import RTDMaskingDataset
 
 logger = logging.getLogger(__name__)
@@ -65,8 +65,9 @@ class AmosRTDConfig(FairseqDataclass):
         default="complete",
         metadata={
             "help": "none: fill each block with tokens-per-sample tokens; complete: whole "
-            "sentences up to the block size; complete_doc: same, never crossing documents; "
-            "eos: one sentence per block"
+            "lines up to the block size; complete_doc: same, never crossing documents (blank "
+            "lines); eos: one line per block. In the last three a line longer than a block is "
+            "split into equal pieces first, so no token is dropped"
         },
     )
     tokens_per_sample: int = field(
@@ -167,6 +168,7 @@ class AmosRTDTask(FairseqTask):
                 "splits with --valid-subset"
             )
         check_vocabulary(dataset, self.mask_idx - 1, split_path)
+        data_tokens = token_count(dataset.sizes)
         dataset = maybe_shorten_dataset(
             dataset,
             split,
@@ -175,17 +177,35 @@ class AmosRTDTask(FairseqTask):
             self.cfg.tokens_per_sample,
             self.cfg.seed,
         )
-        if self.cfg.sample_break_mode != "none":
-            # Sentence-preserving modes would otherwise emit an over-long sentence whole.
-            dataset = TruncateDataset(dataset, self.cfg.tokens_per_sample - 1)
         # Blocks leave one slot for the <s> that stands for the whole sequence.
+        block_len = self.cfg.tokens_per_sample - 1
+        num_long_lines = boundary_lines = 0
+        if self.cfg.sample_break_mode != "none":
+            # Sentence-preserving modes would emit an over-long line whole; it becomes
+            # several pieces instead, so every token still reaches a block.
+            dataset = LinePiecesDataset(dataset, block_len)
+            num_long_lines = dataset.num_long_lines
+        if self.cfg.sample_break_mode == "complete_doc":
+            # fairseq's document separator: an empty line, i.e. a lone </s>
+            boundary_lines = int((np.asarray(dataset.sizes) == 1).sum())
         dataset = TokenBlockDataset(
             dataset,
             dataset.sizes,
-            self.cfg.tokens_per_sample - 1,
+            block_len,
             pad=self.source_dictionary.pad(),
             eos=self.source_dictionary.eos(),
             break_mode=self.cfg.sample_break_mode,
+        )
+        logger.info(
+            describe_served_tokens(
+                split_path,
+                data_tokens,
+                token_count(dataset.sizes),
+                num_long_lines,
+                block_len,
+                dropped_because=f"--shorten-method {self.cfg.shorten_method}",
+                boundary_lines=boundary_lines,
+            )
         )
         dataset = PrependTokenDataset(dataset, self.source_dictionary.bos())
         logger.info("loaded %d blocks from %s", len(dataset), split_path)
