@@ -189,7 +189,9 @@ class AmosModel(BaseFairseqModel):
         add("--generator-embed-dim", type=int, help="generator width")
         add("--generator-ffn-embed-dim", type=int, help="generator FFN width")
         add("--generator-attention-heads", type=int, help="generator heads")
-        add("--generator-dropout", type=float, help="generator dropout (0: one pass trains and samples)")
+        add("--generator-dropout", type=float,
+            help="generator dropout and attention dropout: 0.1 for electra_small/base/large "
+                 "(ELECTRA), 0 for amos_* (AMOS) and the tiny/mini archs")
         add("--no-generator-stop-gradient", action="store_true",
             help="let deeper heads' losses reach the layers below their block")
         add("--classification-pooling", choices=["first", "mean"],
@@ -502,12 +504,16 @@ _MINI_DISCRIMINATOR = dict(encoder_layers=4, encoder_embed_dim=128, encoder_ffn_
 _MINI_GENERATOR = dict(generator_embed_dim=32, generator_ffn_embed_dim=128, generator_attention_heads=1)
 _architecture("electra_mini", generator_depths="4", **_MINI_GENERATOR, **_MINI_DISCRIMINATOR)
 _architecture("amos_mini", generator_depths="2,3,4", **_MINI_GENERATOR, **_MINI_DISCRIMINATOR)
+# ELECTRA's generator is a small BERT with BERT's dropout, 0.1 (its released configs); AMOS
+# runs its generators without dropout, and the CPU-scale archs above use none anywhere.
+_ELECTRA_GENERATOR_DROPOUT = dict(generator_dropout=0.1)
 _architecture("electra_small", encoder_layers=12, encoder_embed_dim=256, encoder_ffn_embed_dim=1024,
               encoder_attention_heads=4, token_embed_dim=128, generator_embed_dim=64,
-              generator_ffn_embed_dim=256, generator_attention_heads=1, generator_depths="12")
+              generator_ffn_embed_dim=256, generator_attention_heads=1, generator_depths="12",
+              **_ELECTRA_GENERATOR_DROPOUT)
 _architecture("electra_base", encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072,
               encoder_attention_heads=12, generator_embed_dim=256, generator_ffn_embed_dim=1024,
-              generator_attention_heads=4, generator_depths="12")
+              generator_attention_heads=4, generator_depths="12", **_ELECTRA_GENERATOR_DROPOUT)
 _architecture("electra_large", encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
               encoder_attention_heads=16, generator_embed_dim=256, generator_ffn_embed_dim=1024,
-              generator_attention_heads=4, generator_depths="24")
+              generator_attention_heads=4, generator_depths="24", **_ELECTRA_GENERATOR_DROPOUT)
