@@ -327,3 +327,39 @@ def test_end_to_end_focal_and_hardness_against_electra(e2e_logs):
     # Hardness sampling hands the discriminator replacements it gets wrong more often, than
     # ELECTRA's and than the same focal generator sampling from p.
     assert error["hardness"] > error["electra"] and error["hardness"] > error["focal"], error
+
+
+# ---------------------------------------------------------------------- hardness head's reach
+
+
+def test_detached_hardness_head_trains_the_head_alone():
+    """--hardness-detach-generator: the hardness loss reaches the head and not the generator's
+    layers, whose gradient is then that of a run without the hardness loss; by default it
+    reaches both."""
+    from conftest import build_model, random_batch
+
+    torch.manual_seed(0)
+    model, task = build_model("electra_tiny", criterion="focal_hardness")
+    net_input, target = random_batch(task, batch=4, length=20)
+    sample = {"net_input": net_input, "target": target,
+              "ntokens": int(target.ne(task.dictionary.pad()).sum()), "nsentences": target.size(0)}
+
+    def grads(**overrides):
+        criterion = FocalHardnessCriterion.build_criterion(FocalHardnessCriterionConfig(**overrides), task)
+        criterion.set_num_updates(10_000)  # past the alpha ramp
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same draws in every call
+        loss, _, _ = criterion(model, sample)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    detached = grads(hardness_detach_generator=True)
+    without = grads(hardness_loss_weight=0.0)
+    default = grads()
+    layers = [n for n in default if n.startswith("generator.encoder.")]
+    assert layers
+    for name in layers:
+        torch.testing.assert_close(detached[name], without[name], rtol=1e-6, atol=1e-9)
+    assert max((default[n] - without[n]).abs().max().item() for n in layers) > 1e-6
+    head = [n for n in detached if n.startswith("hardness_head.")]
+    assert head and all(detached[n].abs().sum() > 0 for n in head)

@@ -74,6 +74,13 @@ class FocalHardnessCriterionConfig(RTDCriterionConfig):
     no_importance_weights: bool = field(
         default=False, metadata={"help": "RTD loss unweighted: plain hard-negative sampling (biased)"}
     )
+    hardness_detach_generator: bool = field(
+        default=False,
+        metadata={
+            "help": "the hardness head reads a detached copy of the generator's hidden state, so "
+            "its loss trains the head alone (default: it also trains the generator's layers)"
+        },
+    )
 
 
 def hardness_proposal(log_p: torch.Tensor, hardness_logits: torch.Tensor, alpha: float, eps: float):
@@ -119,6 +126,7 @@ class FocalHardnessCriterion(RTDCriterion):
         hardness_eps: float,
         max_importance_weight: float,
         no_importance_weights: bool,
+        hardness_detach_generator: bool = False,
     ):
         super().__init__(task, rtd_weight, focal_gamma)
         if hardness_eps <= 0 and not no_importance_weights:
@@ -137,6 +145,7 @@ class FocalHardnessCriterion(RTDCriterion):
         self.hardness_eps = hardness_eps
         self.max_importance_weight = max_importance_weight
         self.use_importance_weights = not no_importance_weights
+        self.hardness_detach_generator = hardness_detach_generator
         self.num_updates = 0
 
     # ------------------------------------------------------------------ schedule
@@ -167,7 +176,10 @@ class FocalHardnessCriterion(RTDCriterion):
                 "the model is created with --criterion focal_hardness; this model has none: "
                 "build it with that flag"
             )
-        features = head.features(generated.hiddens[-1])  # [M, width], with gradient
+        hidden = generated.hiddens[-1]  # [M, width]
+        if self.hardness_detach_generator:
+            hidden = hidden.detach()  # the hardness loss then trains the head alone
+        features = head.features(hidden)  # [M, width], with gradient
         log_p = torch.log_softmax(self.unplaceable_fill(model, generated.logits[-1].detach().float()), dim=-1)
         with torch.no_grad():
             # Every candidate's hardness is needed only to draw; the loss reads the placed
