@@ -43,3 +43,29 @@ def test_pretraining_recipe_uses_each_papers_adam_betas(tmp_path):
     assert adam_betas_of_a_run(tmp_path, "electra") == "(0.9,0.999)"
     assert adam_betas_of_a_run(tmp_path, "amos") == "(0.9,0.98)"
     assert adam_betas_of_a_run(tmp_path / "old", "electra", ADAM_BETAS="(0.9,0.98)") == "(0.9,0.98)"
+
+
+def test_effective_rtd_weight_is_logged():
+    """The RTD term weighs lambda * mask_prob per token, i.e. lambda * mask_prob * N / M
+    relative to the mean MLM loss: logged as rtd_weight_effective, above lambda because
+    <s> and </s> are RTD tokens that are never masked."""
+    import torch
+    from fairseq.logging import metrics
+
+    from amos_fairseq.criteria.electra import ElectraCriterion, ElectraCriterionConfig
+    from conftest import build_model, random_batch
+
+    torch.manual_seed(0)
+    model, task = build_model("electra_tiny")
+    task.cfg.mask_prob = 0.15
+    criterion = ElectraCriterion.build_criterion(ElectraCriterionConfig(), task)
+    net_input, target = random_batch(task, batch=6, length=30, mask_prob=0.15)
+    sample = {"net_input": net_input, "target": target,
+              "ntokens": int(target.ne(task.dictionary.pad()).sum()), "nsentences": target.size(0)}
+    logs = [criterion(model, sample)[2] for _ in range(2)]
+    with metrics.aggregate() as agg:
+        ElectraCriterion.reduce_metrics(logs)
+        values = agg.get_smoothed_values()
+    non_pad = int(target.ne(task.dictionary.pad()).sum())
+    masked = int(net_input["masked_tokens"].sum())
+    assert values["rtd_weight_effective"] == pytest.approx(50 * 0.15 * non_pad / masked, abs=0.01)

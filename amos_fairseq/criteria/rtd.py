@@ -8,6 +8,12 @@ workers and divides by the summed ``sample_size``, so the loss returned here is 
 with ``sample_size = M``: sum_M(MLM) + lambda * mask_prob * sum_N(RTD). Since M is about
 mask_prob * N, each RTD token weighs lambda / N as in ELECTRA, and gradient accumulation and
 data parallelism give exactly the update of one big batch.
+
+The weight that results is lambda * mask_prob * N / M, not exactly lambda: M counts only the
+maskable tokens (``<s>`` and ``</s>`` are never masked but are RTD tokens), so at 128-token
+blocks M / N is about 0.146 and the effective weight about 51.4 for lambda = 50. It is logged
+as ``rtd_weight_effective``. A per-batch M / N instead of mask_prob would make it exact per
+batch but break the equality of accumulated and one-big-batch updates.
 """
 
 import math
@@ -153,6 +159,7 @@ class RTDCriterion(FairseqCriterion):
             gen_loss=gen_loss.detach(),
             rtd_loss=rtd_per_token.detach().sum(),
             rtd_tokens=out.non_pad.sum(),
+            rtd_weighted_tokens=self.rtd_scale * out.non_pad.sum(),  # / M: the effective lambda
             replaced=rtd_labels.sum(),
             rtd_correct_replaced=(predicted & rtd_labels).sum(),
             rtd_correct_original=(~predicted & ~rtd_labels).sum(),
@@ -180,6 +187,9 @@ class RTDCriterion(FairseqCriterion):
         metrics.log_scalar("loss", total("loss") / max(masked, 1), masked, round=3)
         metrics.log_scalar("gen_loss", total("gen_loss") / max(masked, 1), masked, round=3)
         metrics.log_scalar("rtd_loss", total("rtd_loss") / max(tokens, 1), tokens, round=4)
+        if "rtd_weighted_tokens" in (logging_outputs[0] if logging_outputs else {}):
+            # lambda * mask_prob * N / M: the RTD weight relative to mean_M(MLM)
+            metrics.log_scalar("rtd_weight_effective", total("rtd_weighted_tokens") / max(masked, 1), masked, round=2)
         metrics.log_scalar("gen_acc", total("gen_correct") / max(masked, 1), masked, round=4)
         metrics.log_scalar("replace_rate", replaced / max(masked, 1), masked, round=4)
         if tokens:
