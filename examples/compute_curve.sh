@@ -14,12 +14,13 @@
 #      every such checkpoint (WORK/run/checkpoints/checkpoint_*_N.pt). The learning rate decays
 #      over the whole run, so the checkpoint at 3000 updates is not the 3000-update recipe.
 #   Run again, it resumes from checkpoint_last.pt (a session that ends mid-run loses at most
-#   1000 updates).
+#   1000 updates). fp32 unless CPU_BF16=on/auto (off by default: one run keeps one precision
+#   whichever machine resumes it).
 # What it needs: python3 (.venv set up on the first run), xz, the corpus file.
 # How long: see docs/cpu-scale.md (measured there); THREADS [1] threads.
 #
 # Environment overrides: CURVE_TEXT, METHOD [electra], UPDATES [30000], SEED [1], VOCAB [4000],
-#   THREADS [1]
+#   THREADS [1], CPU_BF16 [off]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK="${1:-runs/curve}"
@@ -52,7 +53,7 @@ run="$WORK/run"
 mkdir -p "$run"
 log "pretraining $METHOD for $UPDATES updates -> $run (log: $run.log)"
 "$TRAIN" "$corpus/data-bin" --user-dir "$USER_DIR" --task amos_rtd "${model[@]}" \
-    --dropout 0 --attention-dropout 0 \
+    --dropout 0 --attention-dropout 0 --cpu-bf16 "${CPU_BF16:-off}" \
     --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
     --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
     --lr 2e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \

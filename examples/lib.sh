@@ -64,7 +64,9 @@ prepare_corpus_once() {
 
 # pretrain_cpu_scale DATA_BIN DIR UPDATES ARGS...: the CPU-scale pretraining recipe
 # (docs/cpu-scale.md): batch 32 x up to 128 tokens, lr 2e-3 with 200 warm-up updates and
-# linear decay, no dropout, validation every 500 updates and at the end. ARGS name the
+# linear decay, no dropout, validation every 500 updates and at the end; forward passes under
+# CPU bf16 autocast where this CPU's bf16 products are fast (CPU_BF16 [auto]; off: fp32
+# everywhere, as the measurements in docs/ were made). ARGS name the
 # architecture and criterion. Full log in DIR.log (progress lines on stderr, after the run's
 # name), checkpoints in DIR/checkpoints, tensorboard logs in DIR/tensorboard. Fails with the
 # log's tail.
@@ -72,7 +74,7 @@ pretrain_cpu_scale() {
     local data="$1" dir="$2" updates="$3"; shift 3
     mkdir -p "$dir"
     "$TRAIN" "$data" --user-dir "$USER_DIR" --task amos_rtd "$@" \
-        --dropout 0 --attention-dropout 0 \
+        --dropout 0 --attention-dropout 0 --cpu-bf16 "${CPU_BF16:-auto}" \
         --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
         --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
         --lr 2e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \

@@ -23,6 +23,8 @@ from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
 from ..modules.positions import check_positions, positions_from_masks
 from ..modules.relative_position import RelativePositionBias
 from ..modules.straight_through import add_relaxed_embedding
+from ..cpu_bf16 import CHOICES as CPU_BF16_CHOICES
+from ..cpu_bf16 import resolve_cpu_bf16
 from ..training_checks import check_training_run, rebuilt_from_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ class AmosModel(BaseFairseqModel):
     def __init__(self, args, dictionary, pretraining: bool):
         super().__init__()
         self.args = args
+        self.cpu_bf16 = False  # training forward passes under CPU bf16 autocast (cpu_bf16.py)
         self.padding_idx = dictionary.pad()
         self.token_embeddings = nn.Embedding(len(dictionary), args.token_embed_dim, padding_idx=self.padding_idx)
         self.discriminator = Encoder(
@@ -194,6 +197,10 @@ class AmosModel(BaseFairseqModel):
                  "(ELECTRA), 0 for amos_* (AMOS) and the tiny/mini archs")
         add("--no-generator-stop-gradient", action="store_true",
             help="let deeper heads' losses reach the layers below their block")
+        add("--cpu-bf16", choices=list(CPU_BF16_CHOICES),
+            help="training forward passes under CPU bf16 autocast (weights, optimizer state, "
+                 "sampling and losses stay fp32): on (stops where this CPU's bf16 products are "
+                 "not fast), auto (falls back to fp32 there), off (default)")
         add("--classification-pooling", choices=["first", "mean"],
             help="what classification heads read: the <s> token's features (RoBERTa, ELECTRA) "
                  "or their mean over the non-pad tokens")
@@ -206,13 +213,16 @@ class AmosModel(BaseFairseqModel):
 
         base_architecture(args)
         validate_args(args)
-        if not rebuilt_from_checkpoint():
+        training_run = not rebuilt_from_checkpoint()
+        if training_run:
             check_training_run(args)
         check_num_classes(args, task)
         pretraining = isinstance(task, AmosRTDTask)
         model = cls(args, task.source_dictionary, pretraining)
         if pretraining and args.rtd_bias_init == "prior":
             model.rtd_head.start_at_prior(task.cfg.mask_prob)
+        # A saved model rebuilt elsewhere (export, scoring) runs in fp32 whatever it trained with.
+        model.cpu_bf16 = training_run and resolve_cpu_bf16(args.cpu_bf16)
         logger.info(
             "amos model: discriminator %d x %d, %s",
             args.encoder_layers,
@@ -247,6 +257,13 @@ class AmosModel(BaseFairseqModel):
         Otherwise (RoBERTa convention): ``(features [B, T, H], {})``, or
         ``(logits [B, classes], {})`` with ``classification_head_name``.
         """
+        if self.cpu_bf16 and self.training and src_tokens.device.type == "cpu":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self._forward(src_tokens, masked_tokens, sampler, features_only,
+                                     classification_head_name, positions)
+        return self._forward(src_tokens, masked_tokens, sampler, features_only, classification_head_name, positions)
+
+    def _forward(self, src_tokens, masked_tokens, sampler, features_only, classification_head_name, positions):
         if sampler is None or features_only or classification_head_name is not None:
             features = self.extract_features(src_tokens)
             if classification_head_name is not None:
@@ -276,7 +293,16 @@ class AmosModel(BaseFairseqModel):
         check_positions(positions)
         masked_index, padded = positions["masked_index"], positions["padded"]
         generated = self.generator(src_tokens, masked_index, padded)
-        replacement = sampler(self, generated)
+        if torch.is_autocast_enabled("cpu"):
+            # --cpu-bf16: the sampler (vocabulary-wide softmax, Gumbel noise, the mixture and
+            # the hardness head) runs in fp32 with autocast off, on fp32 copies of what the
+            # generator made in bf16.
+            generated = GeneratorOutput(generated.depths, [h.float() for h in generated.hiddens],
+                                        [z.float() for z in generated.logits])
+            with torch.autocast("cpu", enabled=False):
+                replacement = sampler(self, generated)
+        else:
+            replacement = sampler(self, generated)
         disc_tokens = (
             src_tokens.flatten().index_copy(0, masked_index, replacement.tokens.to(src_tokens.dtype)).view_as(src_tokens)
         )
@@ -453,6 +479,7 @@ def base_architecture(args):
     default("generator_attention_heads", max(1, args.generator_embed_dim // 64))
     default("generator_dropout", 0.0)
     default("no_generator_stop_gradient", False)
+    default("cpu_bf16", "off")
     default("classification_pooling", "first")
     default("pooler_activation_fn", "tanh")
     default("pooler_dropout", 0.1)
