@@ -17,13 +17,16 @@
 #        mlm             --arch electra_mini --rtd-weight 0 with the generator built like the
 #                        discriminator (a BERT-style masked LM), whose encoder then becomes
 #                        the discriminator (scripts/mlm_as_discriminator.py)
-#      and writes each run's summary next to the unigram model and the label prior;
+#      and writes each run's summary next to the unigram model and the label prior, and its
+#      zero-shot BLiMP (scripts/blimp.py: discriminator and every generator depth, beside the
+#      same architecture from random weights and the unigram floor) on the BLIMP folder;
 #   3. fine-tunes every pretrained discriminator and the same architecture from random
 #      weights (scratch) on every task folder in TASKS, once per fine-tuning seed in SEEDS
 #      [1 2 3], with one recipe for all (LR, EPOCHS, POOLING below);
 #   4. writes WORK/results/{results.md,results.tsv,dev_scores.png,pretraining.png}
-#      (scripts/compare_results.py): mean and std over seeds per task, the average, the
-#      difference to scratch.
+#      (scripts/compare_results.py): BLiMP per method; mean and std over seeds per task, the
+#      average; the differences to ELECTRA and to scratch (BLiMP: to random weights) with
+#      95% intervals over seeds, paired by seed.
 #   Which spread: fine-tuning seed number i starts from pretraining seed number i of
 #   PRETRAIN_SEEDS (cycling through them). With one pretraining seed (the default) the spread is
 #   over fine-tuning seeds only; with PRETRAIN_SEEDS="1 2 3" and SEEDS="1 2 3" every fine-tuning
@@ -48,6 +51,8 @@
 #   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016
 #   examples/data/source_id] SEEDS [1 2 3] UPDATES [3000] PRETRAIN_SEEDS [1] LR [1e-3]
 #   EPOCHS [5] POOLING [mean] CORPUS_TEXT VOCAB [4000] THREADS [2] JOBS [1] FRESH [0]
+#   BLIMP [../shared/data/blimp: BLiMP .jsonl files; missing: BLiMP left out]
+#   BLIMP_PAIRS [all, or N: the first N pairs of each paradigm]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK="${1:-runs/compare}"
@@ -55,6 +60,7 @@ METHODS="${METHODS:-mlm electra amos focal_hardness}"
 TASKS="${TASKS:-examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016 examples/data/source_id}"
 SEEDS="${SEEDS:-1 2 3}"; UPDATES="${UPDATES:-3000}"; PRETRAIN_SEEDS="${PRETRAIN_SEEDS:-1}"
 CORPUS_TEXT="${CORPUS_TEXT:-examples/data/corpus-full.txt.xz}"; VOCAB="${VOCAB:-4000}"
+BLIMP="${BLIMP:-../shared/data/blimp}"; BLIMP_PAIRS="${BLIMP_PAIRS:-all}"
 for method in $METHODS; do
     case "$method" in electra|amos|focal_hardness|mlm) ;;
         *) echo "error: METHODS has '$method': choose among electra, amos, focal_hardness, mlm" >&2; exit 2 ;;
@@ -99,13 +105,27 @@ pretrain() {
         mlm) model=(--arch electra_mini --criterion electra --rtd-weight 0 --generator-embed-dim 128
                     --generator-ffn-embed-dim 512 --generator-attention-heads 4 --generator-depths 4) ;;
     esac
-    if pretrained "$dir"; then log "pretrain $method: done already ($dir)"; return; fi
+    if pretrained "$dir"; then log "pretrain $method: done already ($dir)"; blimp "$dir"; return; fi
     log "pretrain $method, seed $seed: $UPDATES updates -> $dir"
     PRETRAIN_SEED="$seed" pretrain_cpu_scale "$corpus/data-bin" "$dir" "$UPDATES" "${model[@]}" || exit 1
     if [ "$method" = mlm ]; then
         "$PY" scripts/mlm_as_discriminator.py "$dir/checkpoints/checkpoint_last.pt" "$dir/checkpoints/discriminator.pt"
     fi
+    blimp "$dir"
     "$PY" scripts/pretraining_summary.py "$corpus/data-bin" "$dir.log" --json "$dir/summary.json"
+}
+
+# blimp DIR: zero-shot BLiMP of DIR's last checkpoint -> DIR/blimp.json (skipped, with a line,
+# when the BLiMP folder is missing; reused when done)
+blimp() {
+    local dir="$1"
+    [ -f "$dir/blimp.json" ] && return
+    if [ ! -d "$BLIMP" ]; then log "no BLiMP folder $BLIMP: zero-shot BLiMP left out (set BLIMP)"; return; fi
+    local sample=(); [ "$BLIMP_PAIRS" != all ] && sample=(--max-pairs "$BLIMP_PAIRS")
+    "$PY" scripts/blimp.py "$dir/checkpoints/checkpoint_last.pt" --corpus "$corpus" --blimp "$BLIMP" \
+        --generator "${sample[@]}" --json "$dir/blimp.json" > "$dir.blimp.txt" 2>&1 \
+        || { tail -n 5 "$dir.blimp.txt" >&2; echo "error: BLiMP scoring of $dir failed ($dir.blimp.txt)" >&2; exit 1; }
+    log "BLiMP of $(basename "$dir"): $(grep -m1 '^overall' "$dir.blimp.txt" | tr -s ' ')"
 }
 
 # start_checkpoint METHOD SEED: the checkpoint fine-tuning starts from

@@ -164,3 +164,35 @@ def test_best_epoch_picks_the_dev_maximum_and_reports_test_there(tmp_path):
     log.write_text("no scores here\n")
     proc = run_script("best_epoch.py", log)
     assert proc.returncode == 1 and "no line with accuracy" in proc.stdout
+
+
+def test_differences_carry_paired_95_percent_intervals_and_blimp_has_its_table(tmp_path):
+    """electra - scratch over three paired seeds: differences 10, 9, 8 -> mean 9, std 1, half-width
+    t(0.975, 2) * 1 / sqrt(3) = 4.303 / 1.732 = 2.484; BLiMP: discriminator minus random
+    weights per pretraining seed, and amos minus electra paired by seed."""
+    scores = {"scratch": [60.0, 62.0, 64.0], "electra": [70.0, 71.0, 72.0], "amos": [71.0, 71.0, 75.0]}
+    for method, values in scores.items():
+        for seed, value in enumerate(values, 1):
+            folder = tmp_path / "finetune" / method / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.tsv").write_text(
+                "task\tdev_accuracy\tmajority_baseline\tupdates\ttest_accuracy\n"
+                f"taskA\t{value}\t50.0\t10\tn/a\n")
+    blimp = {"electra": [0.50, 0.52, 0.54], "amos": [0.53, 0.52, 0.58]}
+    for method, values in blimp.items():
+        for seed, value in enumerate(values, 1):
+            folder = tmp_path / f"pretrain-{method}-seed{seed}"
+            folder.mkdir()
+            accuracy = {"discriminator": value, "generator d2": 0.40, "generator d4": value + 0.1,
+                        "random discriminator": 0.48, "random generator d4": 0.49, "unigram": 0.54}
+            (folder / "blimp.json").write_text(json.dumps({"overall": {"accuracy": accuracy}}))
+    proc = run_script("compare_results.py", tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert "| electra | scratch | +9.0 [+6.5, +11.5] (n=3) | +9.0 [+6.5, +11.5] (n=3) |" in table
+    # amos - electra: 1, 0, 3 -> mean 1.333, std 1.528, half-width 3.795
+    assert "| amos | electra | +1.3 [-2.5, +5.1] (n=3) |" in table
+    assert "| electra | 3 | 52.0 ± 2.0 | 62.0 ± 2.0 | 48.0 ± 0.0 | 49.0 ± 0.0 | 54.0 ± 0.0 |" in table  # generator: d4
+    # amos disc - electra disc: 3, 0, 4 points (std 2.082, half-width 5.17); - random: 5, 4, 10
+    # (std 3.215, half-width 7.99)
+    assert "| amos | discriminator | +2.3 [-2.8, +7.5] (n=3) | +6.3 [-1.7, +14.3] (n=3) |" in table
