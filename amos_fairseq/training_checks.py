@@ -39,6 +39,29 @@ def check_training_run(args) -> None:
     """The checks of a new training run (pretraining or fine-tuning)."""
     check_restore_file(args)
     check_precision(args)
+    check_layerwise_lr_decay(args)
+
+
+def check_layerwise_lr_decay(args) -> None:
+    """--layerwise-lr-decay sets per-parameter scales that only --optimizer scaled_adam reads,
+    and that fp16's flattened fp32 copy of the weights would lose."""
+    decay = getattr(args, "layerwise_lr_decay", 1.0)
+    if decay is None or decay == 1.0:
+        return
+    if not 0.0 < decay <= 1.0:
+        raise TrainingConfigError(f"--layerwise-lr-decay must lie in (0, 1], got {decay} (ELECTRA: 0.8, large: 0.9)")
+    optimizer = getattr(args, "optimizer", None)
+    if optimizer is not None and optimizer not in ("scaled_adam", "composite"):
+        raise TrainingConfigError(
+            f"--layerwise-lr-decay {decay} needs --optimizer scaled_adam (--optimizer {optimizer} would "
+            "train every layer at the same learning rate)"
+        )
+    flattened = getattr(args, "fp16", False) and not getattr(args, "memory_efficient_fp16", False)
+    if flattened and not getattr(args, "fp16_no_flatten_grads", False):
+        raise TrainingConfigError(
+            f"--layerwise-lr-decay {decay} with --fp16 needs --fp16-no-flatten-grads (the flattened "
+            "fp32 copy of the weights has no per-layer scales)"
+        )
 
 
 def check_precision(args) -> None:

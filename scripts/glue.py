@@ -33,6 +33,7 @@ strings).
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -242,6 +243,7 @@ class HParams:
     adam_betas: str
     clip_norm: float
     source: str = ""
+    layerwise_lr_decay: float = 1.0  # ELECTRA's layer-wise decay (1: off)
 
 
 def load_hparams(path: str = HPARAMS) -> Dict[Tuple[str, str], HParams]:
@@ -252,7 +254,8 @@ def load_hparams(path: str = HPARAMS) -> Dict[Tuple[str, str], HParams]:
             table[row["preset"], row["task"]] = HParams(
                 lr=float(row["lr"]), batch=int(row["batch"]), epochs=int(row["epochs"]),
                 warmup_ratio=float(row["warmup_ratio"]), weight_decay=float(row["weight_decay"]),
-                adam_betas=row["adam_betas"], clip_norm=float(row["clip_norm"]), source=row["source"])
+                adam_betas=row["adam_betas"], clip_norm=float(row["clip_norm"]), source=row["source"],
+                layerwise_lr_decay=float(row.get("layerwise_lr_decay") or 1.0))
     return table
 
 
@@ -450,6 +453,14 @@ def prepare_task(task: Task, rows: Dict[str, Tuple], corpus_dir: str, out: str, 
 
 # --------------------------------------------------------------------------- fine-tuning
 
+def optimizer_flags(hp: HParams) -> List[str]:
+    """Adam; with layer-wise decay the plug-in's scaled_adam, which applies the model's
+    per-layer scales (amos_fairseq/optim/scaled_adam.py)."""
+    if hp.layerwise_lr_decay == 1.0:
+        return ["--optimizer", "adam"]
+    return ["--optimizer", "scaled_adam", "--layerwise-lr-decay", str(hp.layerwise_lr_decay)]
+
+
 def finetune_command(data: str, meta: dict, hp: HParams, save_dir: str, seed: int, arch: str,
                      max_positions: int, restore: Optional[str], extra: Sequence[str] = ()) -> List[str]:
     """The fairseq-train command for one task and seed: sentence_prediction from ``restore``,
@@ -463,7 +474,7 @@ def finetune_command(data: str, meta: dict, hp: HParams, save_dir: str, seed: in
         "--num-classes", str(meta["num_classes"]), "--init-token", "0", "--separator-token", "2",
         "--max-positions", str(max_positions), "--shorten-method", "truncate",
         "--dropout", "0.1", "--attention-dropout", "0.1",
-        "--optimizer", "adam", "--adam-betas", hp.adam_betas, "--adam-eps", "1e-6",
+        *optimizer_flags(hp), "--adam-betas", hp.adam_betas, "--adam-eps", "1e-6",
         "--weight-decay", str(hp.weight_decay), "--clip-norm", str(hp.clip_norm),
         "--lr", str(hp.lr), "--lr-scheduler", "polynomial_decay", "--warmup-updates", str(warmup),
         "--total-num-update", str(updates), "--max-update", str(updates), "--max-epoch", str(hp.epochs),
@@ -571,6 +582,7 @@ class RunConfig:
     from_mnli: bool = False
     keep_checkpoints: bool = False
     extra: List[str] = field(default_factory=list)
+    layerwise_lr_decay: Optional[float] = None  # overrides the preset's
 
 
 def checkpoint_model_field(checkpoint: str, name: str):
@@ -623,13 +635,16 @@ def run(cfg: RunConfig) -> dict:
     claim_work(cfg.work)
     with open(os.path.join(cfg.work, "run.json"), "w", encoding="utf-8") as f:
         json.dump({"checkpoint": os.path.abspath(cfg.checkpoint), "preset": preset, "seeds": cfg.seeds,
-                   "from_mnli": cfg.from_mnli, "extra": cfg.extra}, f, indent=2)
+                   "from_mnli": cfg.from_mnli, "layerwise_lr_decay": cfg.layerwise_lr_decay,
+                   "extra": cfg.extra}, f, indent=2)
     if cfg.from_mnli and "MNLI" in names:
         names = ["MNLI"] + [n for n in names if n != "MNLI"]  # the others may start from it
     mnli_checkpoint = None
     for name in names:
         task = TASKS[name]
         hp = table[preset, name]
+        if cfg.layerwise_lr_decay is not None:
+            hp = dataclasses.replace(hp, layerwise_lr_decay=cfg.layerwise_lr_decay)
         data = os.path.join(cfg.work, name, "data")
         log(f"[{name}] preparing {os.path.join(cfg.glue_dir, name)} -> {data}")
         meta = prepare_task(task, rows.pop(name), cfg.corpus_dir, data, cfg.checkpoint)
@@ -649,7 +664,7 @@ def run(cfg: RunConfig) -> dict:
                 save = os.path.join(tmp, "checkpoints")
                 cmd = finetune_command(data, meta, hp, save, seed, arch, max_positions, restore, cfg.extra)
                 log(f"[{name}] seed {seed}: fine-tuning from {restore} (lr {hp.lr}, batch {hp.batch}, "
-                    f"{hp.epochs} epochs, warm-up {hp.warmup_ratio})")
+                    f"{hp.epochs} epochs, warm-up {hp.warmup_ratio}, layer-wise lr decay {hp.layerwise_lr_decay})")
                 with open(os.path.join(tmp, "train.log"), "w", encoding="utf-8") as logf:
                     proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT)
                 if proc.returncode != 0:
@@ -786,6 +801,8 @@ def main(argv=None):
     p.add_argument("--tasks", help="comma-separated subset, e.g. CoLA,RTE (default: every folder found)")
     p.add_argument("--from-mnli", action="store_true", help="start RTE, MRPC and STS-B from the median MNLI model")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every fine-tuned checkpoint")
+    p.add_argument("--layerwise-lr-decay", type=float,
+                   help="override the preset's layer-wise learning-rate decay (1: off; ELECTRA: 0.8)")
     p = sub.add_parser("check", help="list the task folders found and check their files")
     p.add_argument("glue_dir")
     p = sub.add_parser("summarize", help="tables and submission files from WORK's finished runs")
@@ -801,7 +818,7 @@ def main(argv=None):
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
             result = run(RunConfig(args.checkpoint, args.corpus_dir, args.glue_dir, args.work, seeds, args.preset,
                                    args.tasks.split(",") if args.tasks else None, args.from_mnli,
-                                   args.keep_checkpoints, extra))
+                                   args.keep_checkpoints, extra, args.layerwise_lr_decay))
             print_summary(args.work, result)
         elif args.command == "check":
             for name in discover(args.glue_dir, log=lambda m: print(m, file=sys.stderr)):

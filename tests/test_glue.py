@@ -169,6 +169,8 @@ def test_hyperparameter_table_is_complete_and_sourced():
     assert (table["electra-small", "CoLA"].lr, table["electra-base", "CoLA"].lr) == (3e-4, 1e-4)
     assert glue.default_preset("amos_base") == "amos-base" and glue.default_preset("electra_base") == "electra-base"
     assert glue.default_preset("electra_tiny") == "electra-small"
+    assert table["electra-small", "SST-2"].layerwise_lr_decay == 0.8 == table["electra-base", "RTE"].layerwise_lr_decay
+    assert table["amos-base", "RTE"].layerwise_lr_decay == 1.0
 
 
 def test_regression_and_classification_commands():
@@ -179,9 +181,11 @@ def test_regression_and_classification_commands():
     assert "--regression-target" in cmd and flag("--num-classes") == "1"
     assert flag("--total-num-update") == "70" and flag("--warmup-updates") == "7"  # 7 batches x 10 epochs, 10%
     assert flag("--lr") == "0.0003" and flag("--seed") == "3" and flag("--restore-file") == "ckpt.pt"
+    assert flag("--optimizer") == "scaled_adam" and flag("--layerwise-lr-decay") == "0.8"  # ELECTRA's decay
     meta = {"rows": {"train": 200}, "num_classes": 3, "regression": False}
     cmd = glue.finetune_command("data", meta, glue.load_hparams()["amos-base", "MNLI"], "save", 1, "amos_base", 512, None)
     assert "--regression-target" not in cmd and "--restore-file" not in cmd and cmd[cmd.index("--num-classes") + 1] == "3"
+    assert cmd[cmd.index("--optimizer") + 1] == "adam" and "--layerwise-lr-decay" not in cmd  # AMOS: none
 
 
 def test_submission_values():

@@ -201,6 +201,10 @@ class AmosModel(BaseFairseqModel):
             help="training forward passes under CPU bf16 autocast (weights, optimizer state, "
                  "sampling and losses stay fp32): on (stops where this CPU's bf16 products are "
                  "not fast), auto (falls back to fp32 there), off (default)")
+        add("--layerwise-lr-decay", type=float, metavar="D",
+            help="ELECTRA's layer-wise learning-rate decay: the discriminator's parameters at "
+                 "depth d (embeddings 0, layer i i+1, heads L+2) learn at lr x D^(L+2-d); needs "
+                 "--optimizer scaled_adam. 1 (default): off")
         add("--classification-pooling", choices=["first", "mean"],
             help="what classification heads read: the <s> token's features (RoBERTa, ELECTRA) "
                  "or their mean over the non-pad tokens")
@@ -221,6 +225,8 @@ class AmosModel(BaseFairseqModel):
         model = cls(args, task.source_dictionary, pretraining)
         if pretraining and args.rtd_bias_init == "prior":
             model.rtd_head.start_at_prior(task.cfg.mask_prob)
+        if args.layerwise_lr_decay != 1.0:
+            model.set_layerwise_lr_decay(args.layerwise_lr_decay)
         # A saved model rebuilt elsewhere (export, scoring) runs in fp32 whatever it trained with.
         model.cpu_bf16 = training_run and resolve_cpu_bf16(args.cpu_bf16)
         logger.info(
@@ -235,6 +241,21 @@ class AmosModel(BaseFairseqModel):
 
     def max_positions(self):
         return self.args.max_positions
+
+    def set_layerwise_lr_decay(self, decay: float) -> None:
+        """Give each discriminator parameter ELECTRA's learning-rate scale decay^(L + 2 - depth)
+        (embeddings and the relative position bias: depth 0; layer i: i + 1; anything else,
+        e.g. classification heads: L + 2, scale 1) as fairseq's per-parameter override
+        ``optim_overrides``, which ``--optimizer scaled_adam`` applies."""
+        top = self.args.encoder_layers + 2
+        for name, param in self.named_parameters():
+            if name.startswith(("token_embeddings.", "discriminator.embeddings.", "discriminator.relative_position_bias.")):
+                depth = 0
+            elif name.startswith("discriminator.stack.layers."):
+                depth = int(name.split(".")[3]) + 1
+            else:
+                continue
+            param.optim_overrides = {"optimizer": {"lr_scale": decay ** (top - depth)}}
 
     # ------------------------------------------------------------------ forward
 
@@ -480,6 +501,7 @@ def base_architecture(args):
     default("generator_dropout", 0.0)
     default("no_generator_stop_gradient", False)
     default("cpu_bf16", "off")
+    default("layerwise_lr_decay", 1.0)
     default("classification_pooling", "first")
     default("pooler_activation_fn", "tanh")
     default("pooler_dropout", 0.1)
