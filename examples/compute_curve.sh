@@ -13,6 +13,10 @@
 #      [30000] updates with SEED [1], validating and saving every 1000 updates and keeping
 #      every such checkpoint (WORK/run/checkpoints/checkpoint_*_N.pt). The learning rate decays
 #      over the whole run, so the checkpoint at 3000 updates is not the 3000-update recipe.
+#   3. evaluates each kept checkpoint of EVAL_AT [1000 3000 10000 30000] that exists: zero-shot
+#      BLiMP (scripts/blimp.py) and fine-tuning on TASKS [the three shipped tasks of
+#      compare.sh] with compare.sh's recipe against random weights, FT_SEEDS [1 2 3]; writes
+#      WORK/curve.md and WORK/curve.png (scripts/curve_table.py). Finished parts are reused.
 #   Run again, it resumes from checkpoint_last.pt (a session that ends mid-run loses at most
 #   1000 updates). fp32 unless CPU_BF16=on/auto (off by default: one run keeps one precision
 #   whichever machine resumes it).
@@ -20,7 +24,7 @@
 # How long: see docs/cpu-scale.md (measured there); THREADS [1] threads.
 #
 # Environment overrides: CURVE_TEXT, METHOD [electra], UPDATES [30000], SEED [1], VOCAB [4000],
-#   THREADS [1], CPU_BF16 [off]
+#   THREADS [1], CPU_BF16 [off], SKIP_TRAIN [0; 1: only evaluate what is there], EVAL_AT, FT_SEEDS, TASKS, BLIMP [../shared/data/blimp]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 WORK="${1:-runs/curve}"
@@ -51,6 +55,7 @@ fi
 
 run="$WORK/run"
 mkdir -p "$run"
+if [ "${SKIP_TRAIN:-0}" = 1 ]; then log "SKIP_TRAIN=1: evaluating the checkpoints there are"; else
 log "pretraining $METHOD for $UPDATES updates -> $run (log: $run.log)"
 "$TRAIN" "$corpus/data-bin" --user-dir "$USER_DIR" --task amos_rtd "${model[@]}" \
     --dropout 0 --attention-dropout 0 --cpu-bf16 "${CPU_BF16:-off}" \
@@ -63,3 +68,36 @@ log "pretraining $METHOD for $UPDATES updates -> $run (log: $run.log)"
     --no-epoch-checkpoints --save-dir "$run/checkpoints" --tensorboard-logdir "$run/tensorboard" \
     >> "$run.log" 2>&1
 log "done: $run/checkpoints"
+fi
+
+# Evaluation of every kept checkpoint named in EVAL_AT that exists: zero-shot BLiMP
+# (discriminator and generator, with the random-weights and unigram controls), and
+# fine-tuning on TASKS against the same architecture from random weights (FT_SEEDS, one
+# scratch run per seed shared by all checkpoints); then the table (scripts/curve_table.py).
+EVAL_AT="${EVAL_AT:-1000 3000 10000 30000}"; FT_SEEDS="${FT_SEEDS:-1 2 3}"
+BLIMP="${BLIMP:-../shared/data/blimp}"
+TASKS="${TASKS:-examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016 examples/data/source_id}"
+tasks_dir="$WORK/tasks"; mkdir -p "$tasks_dir"
+for task in $TASKS; do ln -sfn "$(cd "$task" && pwd)" "$tasks_dir/$(basename "$task")"; done
+finetune() {  # finetune CKPT OUT SEED SCRATCH: the compare.sh recipe (lr 1e-3, 5 epochs, mean pooling)
+    [ -f "$2/results.tsv" ] && return
+    mkdir -p "$(dirname "$2")"
+    SKIP_SETUP=1 FROM_SCRATCH="$4" SEED="$3" LR=1e-3 EPOCHS=5 POOLING=mean \
+        bash examples/finetune_tsv.sh "$1" "$corpus" "$tasks_dir" "$2" > "$2.log" 2>&1 \
+        || { tail -n 20 "$2.log" >&2; echo "error: fine-tuning failed ($2.log)" >&2; exit 1; }
+}
+for n in $EVAL_AT; do
+    ckpt="$(ls "$run"/checkpoints/checkpoint_*_"$n".pt 2>/dev/null | head -n 1)"
+    [ -n "$ckpt" ] || { log "no checkpoint at update $n (yet): not evaluated"; continue; }
+    out="$WORK/eval/$n"; mkdir -p "$out"
+    if [ ! -f "$out/blimp.json" ] && [ -d "$BLIMP" ]; then
+        log "BLiMP at update $n"
+        "$PY" scripts/blimp.py "$ckpt" --corpus "$corpus" --blimp "$BLIMP" --generator \
+            --json "$out/blimp.json" > "$out/blimp.txt" 2>&1 || { tail -n 5 "$out/blimp.txt" >&2; exit 1; }
+    fi
+    for seed in $FT_SEEDS; do
+        log "fine-tuning from update $n, seed $seed"; finetune "$ckpt" "$out/finetune-seed$seed" "$seed" 0
+        log "fine-tuning from random weights, seed $seed"; finetune "$ckpt" "$WORK/eval/scratch/finetune-seed$seed" "$seed" 1
+    done
+done
+"$PY" scripts/curve_table.py "$WORK"

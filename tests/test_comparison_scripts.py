@@ -196,3 +196,27 @@ def test_differences_carry_paired_95_percent_intervals_and_blimp_has_its_table(t
     # amos disc - electra disc: 3, 0, 4 points (std 2.082, half-width 5.17); - random: 5, 4, 10
     # (std 3.215, half-width 7.99)
     assert "| amos | discriminator | +2.3 [-2.8, +7.5] (n=3) | +6.3 [-1.7, +14.3] (n=3) |" in table
+
+
+def test_curve_table_reads_tokens_blimp_and_paired_gains(tmp_path):
+    """scripts/curve_table.py: tokens seen from the log's wpb (a resumed run's repeated lines
+    counted once), BLiMP beside its controls, and the gain over random weights per seed."""
+    log = ["2026 | INFO | train_inner | epoch 001: wpb=100.0, bsz=32, num_updates=500, lr=0.001",
+           "2026 | INFO | train_inner | epoch 001: wpb=120.0, bsz=32, num_updates=1000, lr=0.001",
+           "2026 | INFO | train_inner | epoch 001: wpb=999.0, bsz=32, num_updates=1000, lr=0.001"]  # resumed
+    (tmp_path / "run.log").write_text("\n".join(log) + "\n")
+    accuracy = {"discriminator": 0.55, "generator d4": 0.6, "random discriminator": 0.48,
+                "random generator d4": 0.5, "unigram": 0.54}
+    (tmp_path / "eval" / "1000").mkdir(parents=True)
+    (tmp_path / "eval" / "1000" / "blimp.json").write_text(json.dumps({"overall": {"accuracy": accuracy}}))
+    header = "task\tdev_accuracy\tmajority_baseline\tupdates\ttest_accuracy\n"
+    for seed, (pre, scratch) in enumerate([(80.0, 78.0), (82.0, 79.0), (81.0, 81.0)], 1):
+        for folder, value in ((tmp_path / "eval" / "1000" / f"finetune-seed{seed}", pre),
+                              (tmp_path / "eval" / "scratch" / f"finetune-seed{seed}", scratch)):
+            folder.mkdir(parents=True)
+            (folder / "results.tsv").write_text(header + f"taskA\t{value + 5}\t50.0\t10\t{value}\n")
+    proc = run_script("curve_table.py", tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    table = (tmp_path / "curve.md").read_text()
+    # 500 x 100 + 500 x 120 = 110,000 tokens; gains 2, 3, 0 (test accuracy): mean 1.67, std 1.53
+    assert "| 1000 | 0.1M | 55.0 | 60.0 | 48.0 | 50.0 | 54.0 | +1.7 [-2.1, +5.5] (n=3) |" in table
