@@ -131,7 +131,8 @@ def main(argv=None):
             right.plot([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None], "o-", label=task)
     right.axhline(0, color="grey", lw=0.8)
     right.set_xscale("log"); right.set_xlabel("tokens seen (M)"); right.set_ylabel("gain over random weights (points)")
-    right.legend(fontsize=8)
+    if tasks:
+        right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(args.work, "curve.png"), dpi=120)
 
