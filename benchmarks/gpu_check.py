@@ -528,7 +528,7 @@ def child_sdpa(argv):
 
 def as_saved_by_a_gpu_run(src, dst):
     """``src`` rewritten as an --fp16 GPU run saves it: fp16 in the saved config (common and
-    the model's namespace) and half weights (as tests/test_portable_checkpoints.py does)."""
+    the model's namespace) and half weights (tests/test_portable_checkpoints.py uses it too)."""
     import torch
 
     state = torch.load(src, map_location="cpu", weights_only=False)

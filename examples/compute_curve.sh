@@ -54,19 +54,12 @@ if [ ! -f "$corpus/data-bin/train.bin" ]; then
 fi
 
 run="$WORK/run"
-mkdir -p "$run"
 if [ "${SKIP_TRAIN:-0}" = 1 ]; then log "SKIP_TRAIN=1: evaluating the checkpoints there are"; else
 log "pretraining $METHOD for $UPDATES updates -> $run (log: $run.log)"
-"$TRAIN" "$corpus/data-bin" --user-dir "$USER_DIR" --task amos_rtd "${model[@]}" \
-    --dropout 0 --attention-dropout 0 --cpu-bf16 "${CPU_BF16:-off}" \
-    --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
-    --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
-    --lr 2e-3 --lr-scheduler polynomial_decay --warmup-updates 200 \
-    --total-num-update "$UPDATES" --max-update "$UPDATES" --seed "${SEED:-1}" \
-    --num-workers 0 --log-format simple --log-interval 100 \
-    --validate-interval-updates 1000 --save-interval-updates 1000 --keep-interval-updates -1 \
-    --no-epoch-checkpoints --save-dir "$run/checkpoints" --tensorboard-logdir "$run/tensorboard" \
-    >> "$run.log" 2>&1
+# The CPU-scale recipe, validated and saved every 1000 updates with every such checkpoint kept.
+PRETRAIN_SEED="${SEED:-1}" CPU_BF16="${CPU_BF16:-off}" pretrain_cpu_scale "$corpus/data-bin" "$run" "$UPDATES" \
+    "${model[@]}" --log-interval 100 --validate-interval-updates 1000 --save-interval-updates 1000 \
+    --keep-interval-updates -1
 log "done: $run/checkpoints"
 fi
 

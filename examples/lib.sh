@@ -67,13 +67,13 @@ prepare_corpus_once() {
 # linear decay, no dropout, validation every 500 updates and at the end; forward passes under
 # CPU bf16 autocast where this CPU's bf16 products are fast (CPU_BF16 [auto]; off: fp32
 # everywhere, as the measurements in docs/ were made). ARGS name the
-# architecture and criterion. Full log in DIR.log (progress lines on stderr, after the run's
+# architecture and criterion; they come last, so they may also override any flag above. Full log in DIR.log (progress lines on stderr, after the run's
 # name), checkpoints in DIR/checkpoints, tensorboard logs in DIR/tensorboard. Fails with the
 # log's tail.
 pretrain_cpu_scale() {
     local data="$1" dir="$2" updates="$3"; shift 3
     mkdir -p "$dir"
-    "$TRAIN" "$data" --user-dir "$USER_DIR" --task amos_rtd "$@" \
+    "$TRAIN" "$data" --user-dir "$USER_DIR" --task amos_rtd \
         --dropout 0 --attention-dropout 0 --cpu-bf16 "${CPU_BF16:-auto}" \
         --tokens-per-sample 128 --sample-break-mode complete --mask-prob 0.15 --batch-size 32 \
         --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
@@ -82,7 +82,7 @@ pretrain_cpu_scale() {
         --num-workers 0 --log-format simple --log-interval 50 \
         --validate-interval-updates 500 --save-interval-updates 500 --keep-interval-updates 1 \
         --no-epoch-checkpoints --save-dir "$dir/checkpoints" --tensorboard-logdir "$dir/tensorboard" \
-        >> "$dir.log" 2>&1 &
+        "$@" >> "$dir.log" 2>&1 &
     local pid=$!
     tail -n +1 --pid "$pid" -f "$dir.log" | grep --line-buffered -E "\| (train_inner|valid) \|" \
         | sed -u "s|^|[$(basename "$dir")] |" >&2 || true

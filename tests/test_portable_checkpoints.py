@@ -16,24 +16,12 @@ import torch
 from conftest import ONE_THREAD, ROOT, fairseq_train
 from fake_glue import make_fake_glue
 
+sys.path.insert(0, str(ROOT))
+from benchmarks.gpu_check import as_saved_by_a_gpu_run  # noqa: E402  (the GPU check's rewrite, too)
+
 spec = importlib.util.spec_from_file_location("glue_script", ROOT / "scripts" / "glue.py")
 glue = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(glue)
-
-
-def as_saved_by_a_gpu_run(src, dst):
-    """``src`` rewritten as an --fp16 run of examples/pretrain.sh saves it: the saved config
-    says fp16 (in common and in the model's own namespace) and the weights are half."""
-    state = torch.load(src, map_location="cpu", weights_only=False)
-    state["cfg"]["common"]["fp16"] = True
-    model_cfg = state["cfg"]["model"]
-    if isinstance(model_cfg, dict) or hasattr(model_cfg, "keys"):
-        model_cfg["fp16"] = True
-    else:
-        model_cfg.fp16 = True
-    state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    torch.save(state, dst)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +29,8 @@ def fp16_checkpoint(data_bin, tmp_path_factory):
     save = tmp_path_factory.mktemp("fp16_ckpt")
     fairseq_train(data_bin, save, "--arch", "electra_tiny", "--criterion", "electra",
                   "--max-update", "3", "--total-num-update", "3", env=ONE_THREAD)
-    return as_saved_by_a_gpu_run(save / "checkpoint_last.pt", save / "gpu_fp16.pt")
+    as_saved_by_a_gpu_run(save / "checkpoint_last.pt", save / "gpu_fp16.pt")
+    return save / "gpu_fp16.pt"
 
 
 def test_machine_has_no_cuda():
@@ -96,7 +85,8 @@ def test_fp16_checkpoint_fine_tunes_and_its_fine_tuned_copy_predicts_elsewhere(
     fine_tuned = work / "SST-2" / "seed1" / "checkpoints" / "checkpoint_last.pt"
     state = torch.load(fine_tuned, map_location="cpu", weights_only=False)
     assert state["cfg"]["checkpoint"]["restore_file"] == str(pretrained)
-    moved = as_saved_by_a_gpu_run(fine_tuned, tmp_path / "fine_tuned_fp16.pt")
+    moved = tmp_path / "fine_tuned_fp16.pt"
+    as_saved_by_a_gpu_run(fine_tuned, moved)
     pretrained.unlink()  # the file named by the saved --restore-file is gone
     data = work / "SST-2" / "data"
     assert (data / "input0").is_dir()
