@@ -114,7 +114,7 @@ def build_hf_electra_step(spec):
         import_transformers()
     except ImportError:
         return None, None, "transformers is not installed (pip install 'amos-fairseq[hf]')"
-    from benchmarks.worker import make_batch
+    from benchmarks.batches import make_batch
 
     device = spec["device"]
     gen_config, disc_config = hf_configs(arch_sizes(spec["arch"]), spec["vocab_size"], max(512, spec["length"]))

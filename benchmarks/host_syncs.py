@@ -67,7 +67,8 @@ def count_step(criterion, model, sample) -> collections.Counter:
 def build(criterion_name: str, arch: str, batch: int, length: int, vocab_size: int, workdir: Path):
     """(model, criterion, sample with positions, sample without) built through fairseq's
     registries, as benchmarks/worker.py builds them."""
-    from benchmarks.worker import fairseq_sample, make_batch, write_dictionary
+    from benchmarks.batches import make_batch
+    from benchmarks.worker import fairseq_sample, write_dictionary
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 

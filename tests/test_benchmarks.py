@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import run as bench  # noqa: E402
-from benchmarks.worker import count_flops, make_batch  # noqa: E402
+from benchmarks.batches import make_batch  # noqa: E402
+from benchmarks.worker import count_flops  # noqa: E402
 
 
 def test_synthetic_batch_masks_exactly_mask_prob_of_words_and_never_specials():
