@@ -25,11 +25,11 @@
 #   DROPOUT [0.1] SEED [1] POOLING [first: the <s> token; mean: over the tokens]
 #   FROM_SCRATCH [0; 1: the same architecture from random weights, CHECKPOINT only names the
 #   architecture and vocabulary: the control every pretraining gain is measured against]
-#   EXTRA_ARGS [''] (e.g. '--fp16' on GPUs, '--report-mcc' for CoLA)
+#   LAYERWISE_LR_DECAY [1: off; ELECTRA: 0.8] EXTRA_ARGS [''] (e.g. '--fp16' on GPUs)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [ $# -lt 3 ]; then
-    sed -n "2,26p" "$0" >&2
+    sed -n "2,28p" "$0" >&2
     exit 2
 fi
 CHECKPOINT="$1"; CORPUS="$2"; TASKS="$3"
@@ -44,6 +44,10 @@ ARCH="${ARCH:-$(checkpoint_field "$CHECKPOINT" arch)}"
 MAX_POSITIONS="${MAX_POSITIONS:-$(checkpoint_field "$CHECKPOINT" max_positions)}"
 LR="${LR:-1e-4}"; BATCH="${BATCH:-32}"; EPOCHS="${EPOCHS:-3}"; WARMUP_RATIO="${WARMUP_RATIO:-0.06}"
 DROPOUT="${DROPOUT:-0.1}"; SEED="${SEED:-1}"; POOLING="${POOLING:-first}"
+optimizer=(--optimizer adam)
+if [ "${LAYERWISE_LR_DECAY:-1}" != 1 ]; then
+    optimizer=(--optimizer scaled_adam --layerwise-lr-decay "$LAYERWISE_LR_DECAY")
+fi
 restore=(--restore-file "$CHECKPOINT" --reset-optimizer --reset-dataloader --reset-meters)
 [ "${FROM_SCRATCH:-0}" = 1 ] && restore=()
 
@@ -77,7 +81,7 @@ print(m['num_classes'], m['rows']['train'], m['dev_majority_accuracy'])" "$data/
         --max-positions "$MAX_POSITIONS" --shorten-method truncate \
         ${restore[@]+"${restore[@]}"} --classification-pooling "$POOLING" \
         --dropout "$DROPOUT" --attention-dropout "$DROPOUT" \
-        --optimizer adam --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
+        "${optimizer[@]}" --adam-betas "(0.9,0.98)" --adam-eps 1e-6 --weight-decay 0.01 --clip-norm 1.0 \
         --lr "$LR" --lr-scheduler polynomial_decay --warmup-updates "$warmup" --total-num-update "$updates" \
         --batch-size "$BATCH" --max-epoch "$EPOCHS" --seed "$SEED" --valid-subset "$subsets" \
         --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric \
