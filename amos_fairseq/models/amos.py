@@ -17,14 +17,14 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.models.roberta.model import RobertaClassificationHead
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
+from ..cpu_bf16 import CHOICES as CPU_BF16_CHOICES
+from ..cpu_bf16 import resolve_cpu_bf16
 from ..modules.encoder import Encoder
 from ..modules.generator import GeneratorOutput, SharedDepthGenerator
 from ..modules.heads import HardnessHead, MixtureScorer, ReplacedTokenHead
 from ..modules.positions import check_positions, positions_from_masks
 from ..modules.relative_position import RelativePositionBias
 from ..modules.straight_through import add_relaxed_embedding
-from ..cpu_bf16 import CHOICES as CPU_BF16_CHOICES
-from ..cpu_bf16 import resolve_cpu_bf16
 from ..training_checks import check_training_run, rebuilt_from_checkpoint
 
 logger = logging.getLogger(__name__)
