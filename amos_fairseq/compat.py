@@ -21,7 +21,12 @@ Third, fairseq's ``TokenBlockDataset`` builds ``--sample-break-mode eos`` blocks
 ``np.compat.long``, and ``numpy.compat`` is gone in numpy 2. That module alone sees a
 ``numpy`` whose ``compat.long`` is ``np.int64`` (what it was on 64-bit Linux).
 
-Fourth, fairseq never destroys its process group, which PyTorch asks every program to do
+Fourth, fairseq collates batches ahead in a daemon thread (``iterators.BackgroundConsumer``);
+a daemon thread still inside a torch call when the interpreter finalizes aborts a finished run
+at exit ("terminate called without an active exception", exit status -6, after the last
+checkpoint is written). An exit handler lets each such thread finish the batch in hand and stop.
+
+Fifth, fairseq never destroys its process group, which PyTorch asks every program to do
 before it exits (communicator threads left running can abort the exit of a finished run).
 An exit handler destroys the group.
 """
@@ -83,6 +88,29 @@ def _numpy_with_compat_namespace() -> types.ModuleType:
     return namespace
 
 
+def _stop_batch_prefetching(timeout: float = 5.0) -> None:
+    """At exit: each live fairseq ``BackgroundConsumer`` finishes the batch it is making and
+    stops (its queue is drained so that its last ``put`` returns)."""
+    import queue
+    import threading
+    import time
+
+    from fairseq.data import iterators
+
+    for thread in threading.enumerate():
+        if not isinstance(thread, iterators.BackgroundConsumer) or not thread.is_alive():
+            continue
+        thread._max_len = 0  # its loop breaks after the next put (count >= max_len)
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            try:
+                while True:
+                    thread._queue.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(0.05)
+
+
 def _destroy_process_group() -> None:
     """At exit: release the process group, if this process still holds one."""
     import torch.distributed as dist
@@ -112,6 +140,7 @@ def install() -> None:
 
     if not getattr(install, "_exit_handler", False):
         atexit.register(_destroy_process_group)
+        atexit.register(_stop_batch_prefetching)  # runs first (atexit is last-in, first-out)
         install._exit_handler = True
 
 

@@ -43,3 +43,31 @@ def test_torch_load_keeps_its_safe_default_outside_fairseq(tmp_path):
     with pytest.raises(Exception, match="weights_only|Unsupported global"):
         torch.load(tmp_path / "x.pt")
     assert checkpoint_utils.torch.load(tmp_path / "x.pt")["args"].a == 1
+
+
+def test_exit_handler_stops_fairseqs_batch_prefetching_thread():
+    """A finished run's prefetching thread, blocked on a full queue or making a batch, ends
+    before the interpreter finalizes (a daemon thread inside torch then aborts the exit)."""
+    import time
+
+    from fairseq.data import iterators
+
+    from amos_fairseq.compat import _stop_batch_prefetching
+
+    class Batches:
+        def __len__(self):
+            return 1000
+
+        def __iter__(self):
+            for i in range(1000):
+                time.sleep(0.01)  # a batch being collated
+                yield i
+
+    iterator = iterators.BufferedIterator(2, Batches())
+    first = next(iter(iterator))
+    assert first == 0
+    consumer = iterator._consumer
+    time.sleep(0.1)  # the queue fills; the thread blocks in put or is making the next batch
+    assert consumer.is_alive()
+    _stop_batch_prefetching(timeout=5.0)
+    assert not consumer.is_alive() and consumer.count < 1000
