@@ -19,6 +19,9 @@ from fake_glue import make_fake_glue
 sys.path.insert(0, str(ROOT))
 from benchmarks.gpu_check import as_saved_by_a_gpu_run  # noqa: E402  (the GPU check's rewrite, too)
 
+# What is tested is a machine without CUDA (where --fp16 must stop a new run).
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+
 spec = importlib.util.spec_from_file_location("glue_script", ROOT / "scripts" / "glue.py")
 glue = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(glue)
@@ -31,10 +34,6 @@ def fp16_checkpoint(data_bin, tmp_path_factory):
                   "--max-update", "3", "--total-num-update", "3", env=ONE_THREAD)
     as_saved_by_a_gpu_run(save / "checkpoint_last.pt", save / "gpu_fp16.pt")
     return save / "gpu_fp16.pt"
-
-
-def test_machine_has_no_cuda():
-    assert not torch.cuda.is_available()  # what every test below relies on
 
 
 def test_fp16_pretraining_checkpoint_loads_through_fairseq(fp16_checkpoint, data_bin):
