@@ -4,9 +4,8 @@ Some CPUs multiply bf16 matrices several times faster than fp32 (AMX tiles; some
 with avx512_bf16); on others bf16 has no fast kernel and the same product is slower (on
 the 2-core Intel Xeon these docs were measured on, which reports avx512_bf16 but has no
 AMX: a 512 x 512 product 2.0x slower, a training step 1.87x, benchmarks/results/cpu-bf16.json).
-A CPU flag does not tell which,
-so ``--cpu-bf16`` measures it: one bf16 and one fp32 product of 512 x 512 matrices, a few
-times each, on the threads training will use.
+A CPU flag does not tell which, so ``--cpu-bf16`` measures it: one bf16 and one fp32 product
+of 512 x 512 matrices, a few times each, on the threads training will use.
 
 Under ``--cpu-bf16`` the model's training forward passes run under
 ``torch.autocast("cpu", dtype=torch.bfloat16)``: matrix products in bf16, while the weights,
