@@ -138,8 +138,10 @@ start_checkpoint() {
 pretraining_seeds=($PRETRAIN_SEEDS)
 pretraining_seed_for() { echo "${pretraining_seeds[$(( $1 % ${#pretraining_seeds[@]} ))]}"; }
 
+# Seed by seed: the first pretraining seed of every method is done before any second seed
+# starts, so an interrupted run already holds one whole comparison.
 pretraining_dirs=()
-for method in $METHODS; do for seed in $PRETRAIN_SEEDS; do
+for seed in $PRETRAIN_SEEDS; do for method in $METHODS; do
     in_parallel pretrain "$method" "$seed"; pretraining_dirs+=("$WORK/pretrain-$method-seed$seed")
 done; done
 stage_done_or_exit pretraining pretrained "${pretraining_dirs[@]}"

@@ -22,11 +22,12 @@
 # Environment overrides (defaults in brackets): SEEDS [1,2,3,4,5] PRESET [from the
 #   checkpoint's arch: amos-base, electra-base or electra-small] TASKS [every folder found,
 #   e.g. CoLA,RTE] FROM_MNLI [0; 1: RTE, MRPC and STS-B start from the median MNLI model]
-#   KEEP_CHECKPOINTS [0] EXTRA_ARGS [''] (more fairseq-train arguments, e.g. '--fp16' on GPUs)
+#   KEEP_CHECKPOINTS [0] FROM_SCRATCH [0; 1: the control, CHECKPOINT's architecture and
+#   vocabulary from random weights] EXTRA_ARGS [''] (more fairseq-train arguments, e.g. '--fp16' on GPUs)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [ $# -lt 3 ]; then
-    sed -n "2,27p" "$0" >&2
+    sed -n "2,29p" "$0" >&2
     exit 2
 fi
 CHECKPOINT="$1"; CORPUS="$2"; GLUE="$3"
@@ -42,5 +43,6 @@ args=(--seeds "${SEEDS:-1,2,3,4,5}")
 [ -n "${TASKS:-}" ] && args+=(--tasks "$TASKS")
 [ "${FROM_MNLI:-0}" = 1 ] && args+=(--from-mnli)
 [ "${KEEP_CHECKPOINTS:-0}" = 1 ] && args+=(--keep-checkpoints)
+[ "${FROM_SCRATCH:-0}" = 1 ] && args+=(--from-scratch)
 # shellcheck disable=SC2086  # EXTRA_ARGS is a list of words
 exec "$PY" scripts/glue.py run "$CHECKPOINT" "$CORPUS" "$GLUE" "$WORK" "${args[@]}" -- ${EXTRA_ARGS:-}

@@ -583,6 +583,7 @@ class RunConfig:
     keep_checkpoints: bool = False
     extra: List[str] = field(default_factory=list)
     layerwise_lr_decay: Optional[float] = None  # overrides the preset's
+    from_scratch: bool = False  # the checkpoint's architecture from random weights
 
 
 def checkpoint_model_field(checkpoint: str, name: str):
@@ -636,6 +637,7 @@ def run(cfg: RunConfig) -> dict:
     with open(os.path.join(cfg.work, "run.json"), "w", encoding="utf-8") as f:
         json.dump({"checkpoint": os.path.abspath(cfg.checkpoint), "preset": preset, "seeds": cfg.seeds,
                    "from_mnli": cfg.from_mnli, "layerwise_lr_decay": cfg.layerwise_lr_decay,
+                   "from_scratch": cfg.from_scratch,
                    "extra": cfg.extra}, f, indent=2)
     if cfg.from_mnli and "MNLI" in names:
         names = ["MNLI"] + [n for n in names if n != "MNLI"]  # the others may start from it
@@ -648,7 +650,7 @@ def run(cfg: RunConfig) -> dict:
         data = os.path.join(cfg.work, name, "data")
         log(f"[{name}] preparing {os.path.join(cfg.glue_dir, name)} -> {data}")
         meta = prepare_task(task, rows.pop(name), cfg.corpus_dir, data, cfg.checkpoint)
-        restore = cfg.checkpoint
+        restore = None if cfg.from_scratch else cfg.checkpoint
         if cfg.from_mnli and name in FROM_MNLI:
             if mnli_checkpoint is None:
                 raise GlueError(f"--from-mnli: {name} starts from the MNLI model, but MNLI was not run "
@@ -663,7 +665,7 @@ def run(cfg: RunConfig) -> dict:
             with output_dir(seed_dir, SEED_TOOL, force=True) as tmp:
                 save = os.path.join(tmp, "checkpoints")
                 cmd = finetune_command(data, meta, hp, save, seed, arch, max_positions, restore, cfg.extra)
-                log(f"[{name}] seed {seed}: fine-tuning from {restore} (lr {hp.lr}, batch {hp.batch}, "
+                log(f"[{name}] seed {seed}: fine-tuning from {restore or 'random weights'} (lr {hp.lr}, batch {hp.batch}, "
                     f"{hp.epochs} epochs, warm-up {hp.warmup_ratio}, layer-wise lr decay {hp.layerwise_lr_decay})")
                 with open(os.path.join(tmp, "train.log"), "w", encoding="utf-8") as logf:
                     proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -803,6 +805,8 @@ def main(argv=None):
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every fine-tuned checkpoint")
     p.add_argument("--layerwise-lr-decay", type=float,
                    help="override the preset's layer-wise learning-rate decay (1: off; ELECTRA: 0.8)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="the checkpoint's architecture and vocabulary from random weights (the control)")
     p = sub.add_parser("check", help="list the task folders found and check their files")
     p.add_argument("glue_dir")
     p = sub.add_parser("summarize", help="tables and submission files from WORK's finished runs")
@@ -818,7 +822,7 @@ def main(argv=None):
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
             result = run(RunConfig(args.checkpoint, args.corpus_dir, args.glue_dir, args.work, seeds, args.preset,
                                    args.tasks.split(",") if args.tasks else None, args.from_mnli,
-                                   args.keep_checkpoints, extra, args.layerwise_lr_decay))
+                                   args.keep_checkpoints, extra, args.layerwise_lr_decay, args.from_scratch))
             print_summary(args.work, result)
         elif args.command == "check":
             for name in discover(args.glue_dir, log=lambda m: print(m, file=sys.stderr)):

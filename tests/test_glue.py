@@ -311,3 +311,19 @@ def test_rte_starts_from_the_mnli_model(tiny_checkpoint, tiny_corpus, tmp_path, 
     assert os.path.samefile(rte["restore"], mnli)
     log = (work / "RTE" / "seed1" / "train.log").read_text()
     assert "another shape (3 classes) than this run's (2)" in log
+
+
+def test_from_scratch_starts_from_random_weights(tiny_checkpoint, tiny_corpus, tmp_path, monkeypatch):
+    """--from-scratch (the control): the checkpoint only names the architecture; fairseq-train
+    gets no --restore-file and starts from random weights, and run.json says so."""
+    for key, value in ONE_THREAD.items():
+        monkeypatch.setenv(key, value)
+    glue_dir = make_fake_glue(tmp_path / "glue", rows=32, dev_rows=8, test_rows=4, tasks=("RTE",))
+    work = tmp_path / "work"
+    glue.run(glue.RunConfig(str(tiny_checkpoint), str(tiny_corpus), str(glue_dir), str(work), seeds=[1],
+                            from_scratch=True, extra=["--max-update", "3"]))
+    result = json.loads((work / "RTE" / "seed1" / "result.json").read_text())
+    assert result["restore"] is None
+    log = (work / "RTE" / "seed1" / "train.log").read_text()
+    assert "No existing checkpoint found" in log and str(tiny_checkpoint) not in log
+    assert json.loads((work / "run.json").read_text())["from_scratch"] is True
