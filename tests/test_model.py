@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from amos_fairseq.criteria.sampling import gumbel_max
-from amos_fairseq.models.amos import ModelConfigError, Replacement
+from amos_fairseq.models.amos import Replacement
+from amos_fairseq.models.config_checks import ModelConfigError
 from conftest import build_model, random_batch
 
 

@@ -164,7 +164,7 @@ def load_pretraining_model(checkpoint: str, corpus: str, device: str = "cpu"):
     check_vocabulary(state, checkpoint, data_bin)
     del state
     import amos_fairseq  # noqa: F401  (registers the task and the model; torch.load compatibility)
-    from amos_fairseq.models.amos import ModelConfigError
+    from amos_fairseq.models.config_checks import ModelConfigError
     from amos_fairseq.tasks.amos_rtd import DataConfigError
     from fairseq import checkpoint_utils
 

@@ -4,12 +4,14 @@ One ``forward`` runs generator -> replacement -> discriminator, so fairseq's DDP
 fp16/bf16 wrappers see a single call; the criterion only chooses *how* replacements are
 drawn by passing a ``sampler``. For fine-tuning (``sentence_prediction``) the same class
 behaves like fairseq's RoBERTa: classification heads over the discriminator's features,
-with the generator and RTD head not built and dropped from pretraining checkpoints on load.
+with the generator and RTD head not built and dropped from pretraining checkpoints on load
+(``finetuning_state.py``). The model's options are checked in ``config_checks.py`` before
+it is built; the architectures (named default sizes) are registered at the bottom.
 """
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -26,16 +28,10 @@ from ..modules.positions import check_positions, positions_from_masks
 from ..modules.relative_position import RelativePositionBias
 from ..modules.straight_through import add_relaxed_embedding
 from ..training_checks import check_training_run, rebuilt_from_checkpoint
+from .config_checks import parse_depths, validate_args
+from .finetuning_state import check_num_classes, upgrade_state_dict
 
 logger = logging.getLogger(__name__)
-
-# Parameter groups that exist only for pretraining, by state-dict prefix.
-PRETRAINING_ONLY = ("generator.", "rtd_head.", "mixture_scorer.", "hardness_head.")
-STRATEGY_HEADS = ("mixture_scorer.", "hardness_head.")  # built only for their own criterion
-
-
-class ModelConfigError(ValueError):
-    """Model options that cannot work together; raised before any checkpoint is touched."""
 
 
 @dataclass
@@ -77,21 +73,6 @@ class PretrainingOutput:
     non_pad: torch.Tensor
     rtd_logits: torch.Tensor
     positions: Dict[str, object] = field(default_factory=dict)
-
-
-def parse_depths(spec) -> List[int]:
-    """'4,6,8' -> [4, 6, 8] with a clear error for anything else."""
-    try:
-        depths = [int(d) for d in str(spec).replace(" ", "").split(",") if d != ""]
-    except ValueError:
-        raise ModelConfigError(f"--generator-depths must be comma-separated integers like 4,6,8, got {spec!r}")
-    if not depths:
-        raise ModelConfigError("--generator-depths is empty: name at least one depth, e.g. --generator-depths 12")
-    if any(d < 1 for d in depths):
-        raise ModelConfigError(f"--generator-depths must be positive, got {spec!r}")
-    if len(set(depths)) != len(depths):
-        raise ModelConfigError(f"--generator-depths lists a depth twice: {spec!r}")
-    return sorted(depths)
 
 
 @register_model("amos")
@@ -360,114 +341,13 @@ class AmosModel(BaseFairseqModel):
         )
 
     def upgrade_state_dict_named(self, state_dict, name):
-        """Drop, on purpose and with a log line, what this model does not have: the
-        generator, RTD head and strategy heads when a pretraining checkpoint is loaded for
-        fine-tuning, and classification heads that are not registered here."""
-        prefix = name + "." if name else ""
+        """Make a checkpoint's keys this model's before fairseq's strict load: drop, on
+        purpose and with a log line, what this model does not have (the generator, RTD head
+        and strategy heads when a pretraining checkpoint is loaded for fine-tuning, and
+        classification heads that are not registered here); the rules are in
+        ``finetuning_state.py``."""
         super().upgrade_state_dict_named(state_dict, name)
-        positions = state_dict.get(prefix + "discriminator.embeddings.position_embeddings.weight")
-        ours = self.discriminator.embeddings.position_embeddings.num_embeddings
-        if positions is not None and positions.size(0) != ours:
-            # sentence_prediction sets the model's --max-positions from the task's flag, so
-            # a fine-tuning run must name the pretraining value (it also bounds truncation).
-            raise ModelConfigError(
-                f"the checkpoint has {positions.size(0)} learned positions but this model is "
-                f"built with --max-positions {ours}: pass --max-positions {positions.size(0)} "
-                "(with --shorten-method truncate for longer inputs)"
-            )
-        for group in PRETRAINING_ONLY:
-            if getattr(self, group.rstrip(".")) is None:
-                dropped = [k for k in state_dict if k.startswith(prefix + group)]
-                for k in dropped:
-                    del state_dict[k]
-                if dropped:
-                    logger.info("dropped %d pretraining-only tensors of %s (not in this model)", len(dropped), group.rstrip("."))
-        for group in STRATEGY_HEADS:
-            module = getattr(self, group.rstrip("."))
-            if module is not None and not any(k.startswith(prefix + group) for k in state_dict):
-                # A checkpoint pretrained with another criterion (e.g. electra, continued with
-                # amos): the strategy's own head starts from its fresh weights.
-                logger.warning(
-                    "the checkpoint has no %s (pretrained with another --criterion): it starts "
-                    "from random weights; resume with --reset-optimizer (the optimizer state "
-                    "belongs to the other criterion's parameters)", group.rstrip(".")
-                )
-                for k, v in module.state_dict().items():
-                    state_dict[prefix + group + k] = v
-        head_prefix = prefix + "classification_heads."
-        load_heads = getattr(self.args, "load_checkpoint_heads", False)
-        for k in [k for k in state_dict if k.startswith(head_prefix)]:
-            head = k[len(head_prefix):].split(".")[0]
-            if k not in state_dict:
-                continue  # already dropped with the rest of its head
-            if head in self.classification_heads:
-                ours = self.classification_heads[head].state_dict()
-                theirs = {n[len(head_prefix + head) + 1:]: state_dict[n] for n in state_dict
-                          if n.startswith(head_prefix + head + ".")}
-                if any(n in ours and ours[n].shape != t.shape for n, t in theirs.items()):
-                    # Same name, other task (e.g. an MNLI model fine-tuned on RTE): RoBERTa's rule.
-                    logger.warning(
-                        "classification head %s of the checkpoint has another shape (%d classes) "
-                        "than this run's (%d): it is dropped and this run's head starts fresh",
-                        head, theirs["out_proj.weight"].size(0), ours["out_proj.weight"].size(0),
-                    )
-                    for n in theirs:
-                        del state_dict[head_prefix + head + "." + n]
-                continue
-            if load_heads:
-                weight = state_dict[head_prefix + head + ".out_proj.weight"]
-                inner = state_dict[head_prefix + head + ".dense.weight"].size(0)
-                self.register_classification_head(head, weight.size(0), inner)
-            else:
-                logger.info("dropped classification head %s from the checkpoint: %s", head, k)
-                del state_dict[k]
-        # Heads registered for this run but new to the checkpoint keep their fresh weights.
-        for k, v in self.classification_heads.state_dict().items():
-            state_dict.setdefault(head_prefix + k, v)
-
-
-def check_num_classes(args, task) -> None:
-    """fairseq's sentence_prediction task takes --num-classes on trust: fewer than the labels
-    fails mid-training with an index error, more trains heads for classes that never occur."""
-    labels = getattr(task, "label_dictionary", None)
-    num_classes = getattr(args, "num_classes", None)
-    if labels is None or num_classes is None or getattr(args, "regression_target", False):
-        return
-    # fairseq's sentence_prediction adds <mask> to every dictionary it loads, labels' included
-    found = sum(symbol != "<mask>" for symbol in labels.symbols[labels.nspecial:])
-    if num_classes != found:
-        raise ModelConfigError(
-            f"--num-classes {num_classes} but the data's label/dict.txt holds {found} labels: pass "
-            f"--num-classes {found} (scripts/prepare_classification.py writes it to meta.json)"
-        )
-
-
-def validate_args(args) -> None:
-    """Stop on sizes that cannot build a working model, naming the flag and the fix."""
-    depths = parse_depths(args.generator_depths)
-    layers = getattr(args, "generator_layers", None)
-    if layers is not None:
-        if max(depths) > layers:
-            raise ModelConfigError(
-                f"--generator-depths {args.generator_depths} asks for depth {max(depths)} but "
-                f"--generator-layers is {layers}: lower the depth or raise --generator-layers"
-            )
-        if layers > max(depths):
-            raise ModelConfigError(
-                f"--generator-layers {layers} is deeper than the deepest head "
-                f"(--generator-depths {args.generator_depths}): layers above it would never "
-                "train; drop --generator-layers or add that depth"
-            )
-    for width, heads, flag in (
-        (args.encoder_embed_dim, args.encoder_attention_heads, "--encoder"),
-        (args.generator_embed_dim, args.generator_attention_heads, "--generator"),
-    ):
-        if width % heads:
-            raise ModelConfigError(
-                f"{flag}-embed-dim {width} is not divisible by {flag}-attention-heads {heads}"
-            )
-    if args.rel_pos_bins and (args.rel_pos_bins < 4 or args.rel_pos_bins % 2):
-        raise ModelConfigError(f"--rel-pos-bins must be 0 (off) or an even number >= 4, got {args.rel_pos_bins}")
+        upgrade_state_dict(self, state_dict, name + "." if name else "")
 
 
 # ---------------------------------------------------------------------- architectures
