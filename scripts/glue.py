@@ -470,7 +470,7 @@ def finetune_command(data: str, meta: dict, hp: HParams, save_dir: str, seed: in
     warmup = max(1, int(updates * hp.warmup_ratio))
     cmd = [
         sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", os.path.join(ROOT, "amos_fairseq"),
-        "--task", "sentence_prediction", "--criterion", "sentence_prediction", "--arch", arch,
+        "--task", "sentence_prediction_by_length", "--criterion", "sentence_prediction", "--arch", arch,
         "--num-classes", str(meta["num_classes"]), "--init-token", "0", "--separator-token", "2",
         "--max-positions", str(max_positions), "--shorten-method", "truncate",
         "--dropout", "0.1", "--attention-dropout", "0.1",

@@ -1,1 +1,1 @@
-from . import amos_rtd  # noqa: F401
+from . import amos_rtd, sentence_prediction_by_length  # noqa: F401
