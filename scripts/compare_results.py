@@ -49,8 +49,6 @@ def read_scores(work):
                     if value != "n/a":
                         scores[split].setdefault(method, {}).setdefault(row["task"], []).append(float(value))
                 majority[row["task"]] = float(row["majority_baseline"])
-    if not scores["dev"]:
-        sys.exit(f"error: no {work}/finetune/*/seed*/results.tsv: run examples/compare.sh first")
     return scores, majority
 
 
@@ -257,7 +255,9 @@ def main():
     test_tasks = sorted({t for per_task in all_scores["test"].values() for t in per_task})
     test_lines = score_table(all_scores["test"], test_tasks) if test_tasks else []
     summary_lines = []
-    for method in methods:
+    pretrained = {re.match(r"pretrain-(.+)-seed\d+$", os.path.basename(d)).group(1)
+                  for d in glob.glob(os.path.join(args.work, "pretrain-*-seed*")) if os.path.isdir(d)}
+    for method in [m for m in ORDER if m in pretrained] + sorted(pretrained - set(ORDER)):
         for path in pretraining_runs(args.work, method, "summary.json"):
             with open(path, encoding="utf-8") as f:
                 s = json.load(f)
@@ -267,6 +267,9 @@ def main():
                 f"{s['gen_acc']:.3f} ({s['unigram_acc']:.3f}) | {s['rtd_loss']:.4f} ({s['rtd_prior_loss'] or float('nan'):.4f}) | "
                 f"{s['rtd_acc_replaced']:.3f} | {s['rtd_acc_original'] or float('nan'):.3f} |")
     blimp = read_blimp(args.work)
+    if not scores and not blimp and not summary_lines:
+        sys.exit(f"error: nothing finished in {args.work} (no pretraining summary.json, blimp.json or "
+                 "finetune/*/seed*/results.tsv): run examples/compare.sh first")
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
         if blimp:
             overall, diff = blimp_tables(blimp)
@@ -276,9 +279,12 @@ def main():
                     "unigram: log frequencies of the training data\n\n" + "\n".join(overall) + "\n\n"
                     "Differences in BLiMP points, mean [95% t interval] over pretraining seeds, paired by seed\n\n"
                     + "\n".join(diff) + "\n\n")
-        f.write("Dev accuracy (%) of the best epoch, mean ± sample std over fine-tuning seeds\n\n"
-                + "\n".join(lines) + "\n")
-        f.write(differences_section(args.work, "dev"))
+        if scores:
+            f.write("Dev accuracy (%) of the best epoch, mean ± sample std over fine-tuning seeds\n\n"
+                    + "\n".join(lines) + "\n")
+            f.write(differences_section(args.work, "dev"))
+        else:
+            f.write("Fine-tuning: no run has finished yet (WORK/finetune/*/seed*/results.tsv)\n")
         if test_lines:
             f.write("\nTest accuracy (%) at the epoch chosen on dev, mean ± sample std over fine-tuning "
                     "seeds\n\n" + "\n".join(test_lines) + "\n")
@@ -290,6 +296,8 @@ def main():
                     + "\n".join(summary_lines) + "\n")
     print(open(os.path.join(out, "results.md"), encoding="utf-8").read())
 
+    if not scores:
+        return
     try:
         import matplotlib
 

@@ -220,3 +220,20 @@ def test_curve_table_reads_tokens_blimp_and_paired_gains(tmp_path):
     table = (tmp_path / "curve.md").read_text()
     # 500 x 100 + 500 x 120 = 110,000 tokens; gains 2, 3, 0 (test accuracy): mean 1.67, std 1.53
     assert "| 1000 | 0.1M | 55.0 | 60.0 | 48.0 | 50.0 | 54.0 | +1.7 [-2.1, +5.5] (n=3) |" in table
+
+
+def test_results_before_any_fine_tuning_run_has_finished(tmp_path):
+    """A comparison stopped after pretraining still gets its BLiMP table (and says that no
+    fine-tuning run has finished); an empty folder is refused with the fix."""
+    proc = run_script("compare_results.py", tmp_path)
+    assert proc.returncode != 0 and "nothing finished" in proc.stdout
+    folder = tmp_path / "pretrain-electra-seed1"
+    folder.mkdir()
+    accuracy = {"discriminator": 0.55, "generator d4": 0.51, "random discriminator": 0.50,
+                "random generator d4": 0.49, "unigram": 0.49}
+    (folder / "blimp.json").write_text(json.dumps({"overall": {"accuracy": accuracy}}))
+    proc = run_script("compare_results.py", tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert "| electra | 1 | 55.0 | 51.0 | 50.0 | 49.0 | 49.0 |" in table
+    assert "Fine-tuning: no run has finished yet" in table
