@@ -42,10 +42,10 @@
 #   one fine-tuning run on election_tweets_2016 and source_id (5 epochs) about 6.6 min.
 #   Alone on 2 cores (JOBS=1): electra ~16 min, MLM-only ~28 min (1.8 updates/s);
 #   focal_hardness 21-27 min with other jobs sharing the cores (not timed alone). The
-#   defaults (four methods, one pretraining seed, five arms x three tasks x three seeds)
-#   make about 2-2.5 hours with JOBS=2 and 3-4 hours with JOBS=1, estimated from those parts,
-#   not timed as a whole; each extra pretraining seed adds the four methods' pretraining
-#   again (METHODS="amos electra" PRETRAIN_SEEDS="1 2 3" JOBS=2: 69 min for the six runs).
+#   defaults with JOBS=1 and one or three other jobs on the cores (docs/results.md):
+#   pretraining plus BLiMP 36-37 min for electra and amos, about 70 min for mlm; the
+#   fine-tuning stage (five arms x three tasks x three seeds) 141 min; about 5 hours in all.
+#   Each extra pretraining seed adds the four methods' pretraining again (METHODS="amos electra" PRETRAIN_SEEDS="1 2 3" JOBS=2: 69 min for the six runs).
 #
 # Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
 #   TASKS [examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016
