@@ -44,7 +44,7 @@
 #   focal_hardness 21-27 min with other jobs sharing the cores (not timed alone). The
 #   defaults with JOBS=1 and one or three other jobs on the cores (docs/results.md):
 #   pretraining plus BLiMP 36-37 min for electra and amos, about 70 min for mlm; the
-#   fine-tuning stage (five arms x three tasks x three seeds) 141 min; about 5 hours in all.
+#   fine-tuning stage (five arms x three tasks x three seeds) 141 min; about 5 hours in all, summed from those parts.
 #   Each extra pretraining seed adds the four methods' pretraining again (METHODS="amos electra" PRETRAIN_SEEDS="1 2 3" JOBS=2: 69 min for the six runs).
 #
 # Environment overrides (defaults in brackets): METHODS [mlm electra amos focal_hardness]
