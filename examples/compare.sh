@@ -31,7 +31,9 @@
 #   PRETRAIN_SEEDS (cycling through them). With one pretraining seed (the default) the spread is
 #   over fine-tuning seeds only; with PRETRAIN_SEEDS="1 2 3" and SEEDS="1 2 3" every fine-tuning
 #   run starts from its own pretraining run, so the spread covers both (3x the pretraining).
-#   Finished steps are reused when the script runs again (FRESH=1 starts over).
+#   Finished steps are reused when the script runs again (FRESH=1 starts over); a fine-tuning
+#   run only when it started from the checkpoint this call asks for (more PRETRAIN_SEEDS than
+#   before redo fine-tuning seeds 2 and up, which started from the first pretraining seed).
 #   JOBS runs that many pretraining or fine-tuning runs at once, THREADS/JOBS threads each
 #   (the small models use a second thread poorly: two electra pretraining runs side by side,
 #   one thread each, took 19.4-20.1 min, one alone with two threads about 16 min);
@@ -157,22 +159,37 @@ finetune() {
     local arm="$1" seed="$2" ckpt="$3" scratch="$4" out="$5"
     log "fine-tune $arm, seed $seed$([ "$scratch" = 0 ] && echo ", from $(dirname "$(dirname "$ckpt")")")"
     mkdir -p "$(dirname "$out")"
+    rm -f "$out/started_from"  # a run being redone is not finished until it has succeeded
     SKIP_SETUP=1 FROM_SCRATCH=$scratch SEED="$seed" ARCH=electra_mini LR="${LR:-1e-3}" \
         EPOCHS="${EPOCHS:-5}" POOLING="${POOLING:-mean}" \
         bash examples/finetune_tsv.sh "$ckpt" "$corpus" "$tasks_dir" "$out" > "$out.log" 2>&1 \
         || { tail -n 20 "$out.log" >&2; echo "error: fine-tuning $arm seed $seed failed ($out.log)" >&2; exit 1; }
+    started_from "$ckpt" "$scratch" > "$out/started_from"
     log "fine-tuned $arm, seed $seed"
 }
-# finished OUT: OUT/results.tsv has a line for every task (header included)
-finished() { [ -f "$1/results.tsv" ] && [ "$(wc -l < "$1/results.tsv")" -gt "$(echo $TASKS | wc -w)" ]; }
+# started_from CHECKPOINT SCRATCH: what a fine-tuning run started from, kept in OUT/started_from
+# so that a later call with other PRETRAIN_SEEDS does not reuse a run of another checkpoint
+started_from() { if [ "$2" = 1 ]; then echo "random weights"; else echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; fi; }
+# finished OUT [CHECKPOINT SCRATCH]: OUT/results.tsv has a line for every task (header
+# included), OUT/started_from says what it started from, and that is CHECKPOINT when given (a
+# run finished from another checkpoint, or by a compare.sh that did not record it, is said and
+# redone)
+finished() {
+    [ -f "$1/results.tsv" ] && [ "$(wc -l < "$1/results.tsv")" -gt "$(echo $TASKS | wc -w)" ] || return 1
+    if [ $# = 1 ]; then [ -f "$1/started_from" ]; return; fi
+    local want; want="$(started_from "$2" "$3")"
+    [ "$(cat "$1/started_from" 2>/dev/null)" = "$want" ] && return 0
+    log "redoing $1: it started from $(cat "$1/started_from" 2>/dev/null || echo 'an unrecorded checkpoint'), this call asks for $want"
+    return 1
+}
 
 index=0; finetune_dirs=()
 for seed in $SEEDS; do
     pretrained_seed="$(pretraining_seed_for $index)"; index=$(( index + 1 ))
     for arm in scratch $METHODS; do
         out="$WORK/finetune/$arm/seed$seed"; finetune_dirs+=("$out")
-        finished "$out" && continue
         if [ "$arm" = scratch ]; then ckpt="$reference"; scratch=1; else ckpt="$(start_checkpoint "$arm" "$pretrained_seed")"; scratch=0; fi
+        finished "$out" "$ckpt" "$scratch" && continue
         in_parallel finetune "$arm" "$seed" "$ckpt" "$scratch" "$out"
     done
 done

@@ -75,3 +75,40 @@ def test_compare_refuses_bad_settings_before_any_work(env, message, tmp_path):
     proc = recipe("compare.sh", work, **env)
     assert proc.returncode == 2 and message in last_line(proc), proc.stdout[-2000:]
     assert not work.exists()
+
+
+def test_compare_redoes_a_fine_tuning_run_that_started_from_another_pretraining_seed(tmp_path):
+    """compare.sh reuses a finished fine-tuning run only when it started from the checkpoint
+    this call asks for: after PRETRAIN_SEEDS="1" then "1 2", fine-tuning seed 2 must start
+    from pretraining seed 2, not keep the run that started from seed 1."""
+    work = tmp_path / "work"
+    (work / "corpus" / "data-bin").mkdir(parents=True)
+    (work / "corpus" / "data-bin" / "train.bin").write_bytes(b"")
+    (work / ".amos-fairseq-output").write_text("compare\n")
+    tsv = "task\tdev_accuracy\tmajority_baseline\tupdates\ttest_accuracy\nsource_id\t80\t50\t10\t80\n"
+    for seed in (1, 2):
+        ckpt_dir = work / f"pretrain-electra-seed{seed}" / "checkpoints"
+        ckpt_dir.mkdir(parents=True)
+        (ckpt_dir / "checkpoint_last.pt").write_bytes(b"PK\x03\x04 a checkpoint cut short")
+        (ckpt_dir.parent / "summary.json").write_text("{}")
+        for arm in ("scratch", "electra"):
+            out = work / "finetune" / arm / f"seed{seed}"
+            out.mkdir(parents=True)
+            (out / "results.tsv").write_text(tsv)
+            # every run so far started from pretraining seed 1 (scratch: from random weights)
+            (out / "started_from").write_text(
+                "random weights\n" if arm == "scratch" else f"{work}/pretrain-electra-seed1/checkpoints/checkpoint_last.pt\n")
+    proc = recipe("compare.sh", work, METHODS="electra", PRETRAIN_SEEDS="1 2", SEEDS="1 2",
+                  TASKS=str(ROOT / "examples" / "data" / "source_id"), BLIMP=str(tmp_path / "no-blimp"))
+    redone = [line.split("] ", 1)[-1] for line in proc.stdout.splitlines() if "redoing" in line]
+    assert redone == [f"redoing {work}/finetune/electra/seed2: it started from "
+                      f"{work}/pretrain-electra-seed1/checkpoints/checkpoint_last.pt, this call asks for "
+                      f"{work}/pretrain-electra-seed2/checkpoints/checkpoint_last.pt"], proc.stdout[-3000:]
+    # The redone run is started; it fails here (the corpus has no sentencepiece model), and its
+    # stale results.tsv from pretraining seed 1 must not count as finished.
+    assert "fine-tune electra, seed 2, from" in proc.stdout
+    assert proc.returncode == 1 and last_line(proc) == f"error: fine-tuning did not finish {work}/finetune/electra/seed2", \
+        proc.stdout[-3000:]
+    assert not (work / "results").exists()
+    for arm, seed in (("scratch", 1), ("scratch", 2), ("electra", 1)):
+        assert (work / "finetune" / arm / f"seed{seed}" / "results.tsv").read_text() == tsv
