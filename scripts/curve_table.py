@@ -133,6 +133,10 @@ def main(argv=None):
     right.set_xscale("log"); right.set_xlabel("tokens seen (M)"); right.set_ylabel("gain over random weights (points)")
     if tasks:
         right.legend(fontsize=8)
+    for ax in (left, right):  # one tick per kept checkpoint, the same span on both panels
+        ax.set_xlim(min(xs) / 1.25, max(xs) * 1.25)
+        ax.set_xticks(xs, [f"{x:.3g}" for x in xs])
+        ax.minorticks_off()
     fig.tight_layout()
     fig.savefig(os.path.join(args.work, "curve.png"), dpi=120)
 
