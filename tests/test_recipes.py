@@ -112,3 +112,29 @@ def test_compare_redoes_a_fine_tuning_run_that_started_from_another_pretraining_
     assert not (work / "results").exists()
     for arm, seed in (("scratch", 1), ("scratch", 2), ("electra", 1)):
         assert (work / "finetune" / arm / f"seed{seed}" / "results.tsv").read_text() == tsv
+
+
+def test_compute_curve_redoes_a_fine_tuning_run_that_was_cut_short(tmp_path):
+    """An interrupted fine-tuning run leaves results.tsv with its header only: the curve must
+    run it again, not count it as done (and then report the checkpoint without it)."""
+    work = tmp_path / "curve"
+    text = tmp_path / "novel.txt"
+    text.write_text("A line.\n")
+    (work / "corpus" / "data-bin").mkdir(parents=True)
+    (work / "corpus" / "data-bin" / "train.bin").write_bytes(b"")
+    (work / ".amos-fairseq-output").write_text("compute_curve\n")
+    (work / "novel.paragraphs.txt").write_text("A line.\n")
+    (work / "novel.paragraphs.txt.done").write_text("")
+    (work / "run" / "checkpoints").mkdir(parents=True)
+    (work / "run" / "checkpoints" / "checkpoint_1_1000.pt").write_bytes(b"PK\x03\x04 a checkpoint cut short")
+    header = "task\tdev_accuracy\tmajority_baseline\tupdates\ttest_accuracy\n"
+    cut = work / "eval" / "1000" / "finetune-seed1"
+    cut.mkdir(parents=True)
+    (cut / "results.tsv").write_text(header)
+    scratch = work / "eval" / "scratch" / "finetune-seed1"
+    scratch.mkdir(parents=True)
+    (scratch / "results.tsv").write_text(header + "source_id\t80\t33.3\t10\t79\n")
+    proc = recipe("compute_curve.sh", work, SKIP_TRAIN="1", EVAL_AT="1000", FT_SEEDS="1", CURVE_TEXT=str(text),
+                  TASKS=str(ROOT / "examples" / "data" / "source_id"), BLIMP=str(tmp_path / "no-blimp"))
+    assert proc.returncode == 1 and last_line(proc) == f"error: fine-tuning failed ({cut}.log)", proc.stdout[-3000:]
+    assert (scratch / "results.tsv").read_text().endswith("79\n")  # the finished one is kept
