@@ -175,7 +175,7 @@ started_from() { if [ "$2" = 1 ]; then echo "random weights"; else echo "$(cd "$
 # run finished from another checkpoint, or by a compare.sh that did not record it, is said and
 # redone)
 finished() {
-    [ -f "$1/results.tsv" ] && [ "$(wc -l < "$1/results.tsv")" -gt "$(echo $TASKS | wc -w)" ] || return 1
+    has_every_task_result "$1" $TASKS || return 1
     if [ $# = 1 ]; then [ -f "$1/started_from" ]; return; fi
     local want; want="$(started_from "$2" "$3")"
     [ "$(cat "$1/started_from" 2>/dev/null)" = "$want" ] && return 0

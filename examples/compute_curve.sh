@@ -73,7 +73,7 @@ TASKS="${TASKS:-examples/data/tasks/conll2010_wiki_uncertainty examples/data/tas
 tasks_dir="$WORK/tasks"; mkdir -p "$tasks_dir"
 for task in $TASKS; do ln -sfn "$(cd "$task" && pwd)" "$tasks_dir/$(basename "$task")"; done
 # finished OUT: OUT/results.tsv has a line for every task (an interrupted run leaves its header only)
-finished() { [ -f "$1/results.tsv" ] && [ "$(wc -l < "$1/results.tsv")" -gt "$(echo $TASKS | wc -w)" ]; }
+finished() { has_every_task_result "$1" $TASKS; }
 finetune() {  # finetune CKPT OUT SEED SCRATCH: the compare.sh recipe (lr 1e-3, 5 epochs, mean pooling)
     finished "$2" && return
     mkdir -p "$(dirname "$2")"

@@ -54,6 +54,13 @@ fresh_dir() {
     rm -rf "$1"
 }
 
+# has_every_task_result OUT TASKS...: OUT/results.tsv (finetune_tsv.sh's table, a header line
+# then one line per task) has a line for every task in TASKS; a run cut short leaves fewer.
+has_every_task_result() {
+    local out="$1"; shift
+    [ -f "$out/results.tsv" ] && [ "$(wc -l < "$out/results.tsv")" -gt "$#" ]
+}
+
 # prepare_corpus_once TEXT DIR VOCAB: sentencepiece + binarize TEXT into DIR (skipped when
 # DIR/data-bin is there already)
 prepare_corpus_once() {
