@@ -16,7 +16,9 @@ Two baselines, each the best a model can do without reading the context:
   each depth's own ``gen_loss_d<k>`` is reported and the deepest one (whose accuracy is
   ``gen_acc``) is the generator compared with the unigram model;
 * discriminator: the label prior, i.e. always answering the same probability, whose loss is
-  ``rtd_prior_loss`` (logged by every criterion); ``rtd_acc_replaced`` of the prior is 0.
+  ``rtd_prior_loss`` (logged by every criterion); ``rtd_acc_replaced`` of the prior is 0. A run
+  whose logged ``rtd_weight_effective`` is 0 (``--rtd-weight 0``, the MLM-only model) trains no
+  discriminator, and the verdict says so instead of calling it collapsed.
 
 Prints a short table and a one-line verdict; ``--json`` also writes the numbers.
 """
@@ -113,7 +115,13 @@ def main():
     kept_text = f"{kept:.3f}" if kept is not None else "n/a"
     print(f"  discriminator  loss {rtd_loss:.4f}       (label prior {prior_text})      "
           f"replaced tokens caught {caught:.3f} (prior 0), originals kept {kept_text} (prior 1)")
-    if generator_learned and discriminator_learned:
+    rtd_untrained = m.get("rtd_weight_effective") == 0  # --rtd-weight 0: the MLM-only run
+    if rtd_untrained:
+        verdict = (("the generator uses the context" if generator_learned else "NOTHING LEARNED YET: the generator "
+                    "is at the unigram level")
+                   + "; the RTD loss has weight 0 (an MLM-only run): the discriminator was not trained, "
+                   "its label-prior level is expected (scripts/mlm_as_discriminator.py makes the masked LM the encoder)")
+    elif generator_learned and discriminator_learned:
         verdict = "both networks use the context: the generator beats the unigram model, the discriminator the prior"
     elif generator_learned and prior is not None and rtd_loss < prior - 0.005:
         verdict = (f"the generator uses the context; the discriminator is only starting: its loss is "

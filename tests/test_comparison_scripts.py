@@ -66,6 +66,22 @@ def test_pretraining_summary_compares_with_context_free_baselines(data_bin, tmp_
     assert 3.0 < unigram < np.log(800)  # a real corpus is far from uniform over its 800 pieces
 
 
+def test_pretraining_summary_does_not_call_an_mlm_only_run_collapsed(data_bin, tmp_path):
+    """With --rtd-weight 0 (logged rtd_weight_effective 0) the discriminator is never trained:
+    its prior-level loss is expected, not the collapse the RTD runs' verdict warns about."""
+    unigram, _ = unigram_by_hand(data_bin)
+    metrics = dict(gen_loss=unigram - 1.0, rtd_loss=0.41, gen_acc=0.2, rtd_prior_loss=0.41,
+                   rtd_acc_replaced=0.0, rtd_acc_original=1.0, num_updates=20)
+    mlm = run_script("pretraining_summary.py", data_bin,
+                     fake_log(tmp_path / "mlm.log", dict(metrics, rtd_weight_effective=0)))
+    rtd = run_script("pretraining_summary.py", data_bin,
+                     fake_log(tmp_path / "rtd.log", dict(metrics, rtd_weight_effective=51.4)))
+    assert mlm.returncode == 0 and rtd.returncode == 0, mlm.stdout + rtd.stdout
+    assert "an MLM-only run" in mlm.stdout and "collapsed" not in mlm.stdout
+    assert "generator uses the context" in mlm.stdout
+    assert "collapsed" in rtd.stdout and "MLM-only" not in rtd.stdout
+
+
 def test_pretraining_summary_judges_the_deepest_generator_not_the_sum_over_depths(data_bin, tmp_path):
     """amos logs gen_loss as the sum of its depths' losses: three generators each below the
     unigram level sum to far above it, and must not read as a generator that learned nothing."""
