@@ -18,7 +18,8 @@ Reads ``WORK/finetune/<method>/seed<S>/results.tsv`` (written by examples/finetu
   tables (``mean ± std``, with each method's average over the tasks and its difference to
   scratch) and their differences to ELECTRA and to scratch (95% t intervals over fine-tuning
   seeds, paired by seed); the majority-class baseline; and the pretraining summaries
-  (generator loss next to the unigram model, RTD loss next to the label prior);
+  (generator loss next to the unigram model, RTD loss next to the label prior), naming any
+  discriminator that ended at its label prior (collapsed);
 * ``dev_scores.png`` (dev accuracy per method and task, error bars = std over seeds) and
   ``pretraining.png`` (training curves of every method), when matplotlib is installed.
 """
@@ -227,6 +228,14 @@ def blimp_tables(blimp):
     return lines, diff
 
 
+def at_label_prior(summary):
+    """A trained discriminator that ended where it started: loss at the label prior (within
+    0.001 nats) and no replaced token caught. An MLM-only run (``rtd_trained`` false) trains none."""
+    prior = summary.get("rtd_prior_loss")
+    return (summary.get("rtd_trained", True) and prior is not None
+            and summary["rtd_loss"] >= prior - 0.001 and summary["rtd_acc_replaced"] < 0.005)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("work")
@@ -254,7 +263,7 @@ def main():
     lines.append("| majority class | " + " | ".join(f"{majority[t]:.1f}" for t in tasks) + " | | |")
     test_tasks = sorted({t for per_task in all_scores["test"].values() for t in per_task})
     test_lines = score_table(all_scores["test"], test_tasks) if test_tasks else []
-    summary_lines = []
+    summary_lines, at_prior = [], []
     pretrained = {re.match(r"pretrain-(.+)-seed\d+$", os.path.basename(d)).group(1)
                   for d in glob.glob(os.path.join(args.work, "pretrain-*-seed*")) if os.path.isdir(d)}
     for method in [m for m in ORDER if m in pretrained] + sorted(pretrained - set(ORDER)):
@@ -262,9 +271,12 @@ def main():
             with open(path, encoding="utf-8") as f:
                 s = json.load(f)
             run = os.path.basename(os.path.dirname(path))[len("pretrain-"):]
+            if at_label_prior(s):
+                at_prior.append(run)
             summary_lines.append(
                 f"| {run} | {s['where']} | {s['gen_loss']:.3f} ({s['unigram_loss']:.3f}) | "
-                f"{s['gen_acc']:.3f} ({s['unigram_acc']:.3f}) | {s['rtd_loss']:.4f} ({s['rtd_prior_loss'] or float('nan'):.4f}) | "
+                f"{s['gen_acc']:.3f} ({s['unigram_acc']:.3f}) | {s['rtd_loss']:.4f} ({s['rtd_prior_loss'] or float('nan'):.4f})"
+                f"{' **at its prior**' if run in at_prior else ''} | "
                 f"{s['rtd_acc_replaced']:.3f} | {s['rtd_acc_original'] or float('nan'):.3f} |")
     blimp = read_blimp(args.work)
     if not scores and not blimp and not summary_lines:
@@ -294,6 +306,11 @@ def main():
                     "| method | where | gen_loss (unigram) | gen_acc (most frequent) | rtd_loss (prior) | "
                     "rtd_acc_replaced | rtd_acc_original |\n|---|---|---|---|---|---|---|\n"
                     + "\n".join(summary_lines) + "\n")
+            if at_prior:
+                f.write(f"\nDiscriminator at its label prior after pretraining (collapsed: it catches no "
+                        f"replaced token; docs/cpu-scale.md, 'Why the RTD head starts at its label prior'): "
+                        f"{', '.join(at_prior)}. Its fine-tuning and BLiMP scores are in the tables above, "
+                        f"counted like every other seed.\n")
     print(open(os.path.join(out, "results.md"), encoding="utf-8").read())
 
     if not scores:

@@ -140,6 +140,7 @@ def main():
                            unigram_acc=unigram_acc, rtd_loss=rtd_loss, rtd_prior_loss=prior,
                            rtd_acc_replaced=caught, rtd_acc_original=kept,
                            generator_learned=generator_learned, discriminator_learned=discriminator_learned,
+                           rtd_trained=not rtd_untrained,
                            **({"generator_depth": depths[-1],
                                "gen_loss_per_depth": {d: m[f"gen_loss_d{d}"] for d in depths}} if depths else {})),
                       f, indent=1)

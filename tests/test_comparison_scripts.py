@@ -166,6 +166,37 @@ def test_results_table_reports_mean_and_spread_per_method(tmp_path):
     assert not any(row.startswith("electra\ttaskB\ttest") for row in rows)
 
 
+def test_results_name_a_discriminator_that_collapsed_to_its_prior(tmp_path):
+    """A trained discriminator left at its label prior is named under the pretraining table; an
+    MLM-only run (rtd_trained false) and one that learned, though slowly, are not."""
+    runs = {"electra-seed1": (0.3050, 0.38, 0.20, True), "electra-seed2": (0.3795, 0.38, 0.01, True),
+            "focal_hardness-seed2": (0.3892, 0.3892, 0.0, True), "mlm-seed1": (0.3700, 0.3649, 0.0, False)}
+    for run, (rtd_loss, prior, caught, trained) in runs.items():
+        folder = tmp_path / f"pretrain-{run}"
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(dict(
+            where="valid, update 3000", gen_loss=4.5, unigram_loss=6.4, gen_acc=0.22, unigram_acc=0.05,
+            rtd_loss=rtd_loss, rtd_prior_loss=prior, rtd_acc_replaced=caught, rtd_acc_original=0.99,
+            rtd_trained=trained)))
+    proc = run_script("compare_results.py", tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    table = (tmp_path / "results" / "results.md").read_text()
+    named = [line for line in table.splitlines() if line.startswith("Discriminator at its label prior")]
+    assert len(named) == 1 and "focal_hardness-seed2." in named[0], table
+    assert not any(run in named[0] for run in ("electra-seed1", "electra-seed2", "mlm-seed1"))
+    flagged = [line.split(" | ")[0] for line in table.splitlines() if "**at its prior**" in line]
+    assert flagged == ["| focal_hardness-seed2"]
+
+
+def test_pretraining_summary_records_whether_the_discriminator_was_trained(data_bin, tmp_path):
+    metrics = dict(gen_loss=3.0, rtd_loss=0.41, gen_acc=0.2, rtd_prior_loss=0.41, rtd_acc_replaced=0.0,
+                   rtd_acc_original=1.0, num_updates=20)
+    for weight, trained in ((0, False), (51.4, True)):
+        log = fake_log(tmp_path / f"{weight}.log", dict(metrics, rtd_weight_effective=weight))
+        assert run_script("pretraining_summary.py", data_bin, log, "--json", tmp_path / "s.json").returncode == 0
+        assert json.loads((tmp_path / "s.json").read_text())["rtd_trained"] is trained
+
+
 def test_best_epoch_picks_the_dev_maximum_and_reports_test_there(tmp_path):
     """The earliest epoch with the highest dev score; test at that epoch, not test's own best."""
     line = "2026-01-01 | INFO | {tag} | epoch 00{e} | valid on '{tag}' subset | loss 0.7 | accuracy {a} | num_updates {e}0\n"
