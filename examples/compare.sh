@@ -45,7 +45,8 @@
 #   Alone on 2 cores (JOBS=1): electra ~16 min, MLM-only ~28 min (1.8 updates/s);
 #   focal_hardness 21-27 min with other jobs sharing the cores (not timed alone). The
 #   defaults with JOBS=1 and one or three other jobs on the cores (docs/results.md):
-#   pretraining plus BLiMP 36-37 min for electra and amos, about 70 min for mlm; the
+#   pretraining plus BLiMP 36-37 min for electra and amos, about 70 min for mlm (with one
+#   other run beside it: mlm 44-46 min, focal_hardness 28-29 min, a fine-tuning run 9.3-10.5); the
 #   fine-tuning stage (five arms x three tasks x three seeds) 141 min; about 5 hours in all, summed from those parts.
 #   Each extra pretraining seed adds the four methods' pretraining again (METHODS="amos electra" PRETRAIN_SEEDS="1 2 3" JOBS=2: 69 min for the six runs).
 #
