@@ -228,11 +228,12 @@ def blimp_tables(blimp):
     return lines, diff
 
 
-def at_label_prior(summary):
+def at_label_prior(summary, method):
     """A trained discriminator that ended where it started: loss at the label prior (within
-    0.001 nats) and no replaced token caught. An MLM-only run (``rtd_trained`` false) trains none."""
+    0.001 nats) and no replaced token caught. An MLM-only run (``rtd_trained`` false; in a
+    summary written before that field, compare.sh's method ``mlm``) trains none."""
     prior = summary.get("rtd_prior_loss")
-    return (summary.get("rtd_trained", True) and prior is not None
+    return (summary.get("rtd_trained", method != "mlm") and prior is not None
             and summary["rtd_loss"] >= prior - 0.001 and summary["rtd_acc_replaced"] < 0.005)
 
 
@@ -271,7 +272,7 @@ def main():
             with open(path, encoding="utf-8") as f:
                 s = json.load(f)
             run = os.path.basename(os.path.dirname(path))[len("pretrain-"):]
-            if at_label_prior(s):
+            if at_label_prior(s, method):
                 at_prior.append(run)
             summary_lines.append(
                 f"| {run} | {s['where']} | {s['gen_loss']:.3f} ({s['unigram_loss']:.3f}) | "
