@@ -72,10 +72,8 @@ BLIMP="${BLIMP:-../shared/data/blimp}"
 TASKS="${TASKS:-examples/data/tasks/conll2010_wiki_uncertainty examples/data/tasks/election_tweets_2016 examples/data/source_id}"
 tasks_dir="$WORK/tasks"; mkdir -p "$tasks_dir"
 for task in $TASKS; do ln -sfn "$(cd "$task" && pwd)" "$tasks_dir/$(basename "$task")"; done
-# finished OUT: OUT/results.tsv has a line for every task (an interrupted run leaves its header only)
-finished() { has_every_task_result "$1" $TASKS; }
 finetune() {  # finetune CKPT OUT SEED SCRATCH: the compare.sh recipe (lr 1e-3, 5 epochs, mean pooling)
-    finished "$2" && return
+    has_every_task_result "$2" $TASKS && return  # a run cut short leaves results.tsv with its header only
     mkdir -p "$(dirname "$2")"
     SKIP_SETUP=1 FROM_SCRATCH="$4" SEED="$3" LR=1e-3 EPOCHS=5 POOLING=mean \
         bash examples/finetune_tsv.sh "$1" "$corpus" "$tasks_dir" "$2" > "$2.log" 2>&1 \

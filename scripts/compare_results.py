@@ -272,12 +272,13 @@ def main():
             with open(path, encoding="utf-8") as f:
                 s = json.load(f)
             run = os.path.basename(os.path.dirname(path))[len("pretrain-"):]
-            if at_label_prior(s, method):
+            collapsed = at_label_prior(s, method)
+            if collapsed:
                 at_prior.append(run)
             summary_lines.append(
                 f"| {run} | {s['where']} | {s['gen_loss']:.3f} ({s['unigram_loss']:.3f}) | "
                 f"{s['gen_acc']:.3f} ({s['unigram_acc']:.3f}) | {s['rtd_loss']:.4f} ({s['rtd_prior_loss'] or float('nan'):.4f})"
-                f"{' **at its prior**' if run in at_prior else ''} | "
+                f"{' **at its prior**' if collapsed else ''} | "
                 f"{s['rtd_acc_replaced']:.3f} | {s['rtd_acc_original'] or float('nan'):.3f} |")
     blimp = read_blimp(args.work)
     if not scores and not blimp and not summary_lines:
