@@ -146,13 +146,8 @@ class FocalHardnessCriterion(RTDCriterion):
         self.max_importance_weight = max_importance_weight
         self.use_importance_weights = not no_importance_weights
         self.hardness_detach_generator = hardness_detach_generator
-        self.num_updates = 0
 
     # ------------------------------------------------------------------ schedule
-
-    def set_num_updates(self, num_updates: int) -> None:
-        """Called by the amos_rtd task before every training step."""
-        self.num_updates = num_updates
 
     @property
     def current_alpha(self) -> float:

@@ -29,6 +29,7 @@ from fairseq.logging import metrics
 
 from ..models.amos import PretrainingOutput, Replacement
 from ..modules.generator import GeneratorOutput
+from .prior_watch import LabelPriorWatch
 
 
 @dataclass
@@ -94,6 +95,12 @@ class RTDCriterion(FairseqCriterion):
         self.focal_gamma = focal_gamma
         # mask_prob turns lambda per token into lambda per masked position (module docstring).
         self.rtd_scale = rtd_weight * getattr(task.cfg, "mask_prob", 0.15)
+        self.num_updates = 0
+        self.prior_watch = LabelPriorWatch()
+
+    def set_num_updates(self, num_updates: int) -> None:
+        """Called by the amos_rtd task before every training step."""
+        self.num_updates = num_updates
 
     # -------------------------------------------------------------- strategy hooks
 
@@ -154,6 +161,9 @@ class RTDCriterion(FairseqCriterion):
         loss = gen_loss + self.rtd_scale * rtd_loss + extra
 
         predicted = rtd_logits > 0
+        caught = (predicted & rtd_labels).sum()
+        if model.training and self.rtd_scale > 0:  # an MLM-only run (--rtd-weight 0) sits at the prior by design
+            self.prior_watch.add(self.num_updates, rtd_per_token.detach().sum(), out.non_pad.sum(), rtd_labels.sum(), caught)
         log.update(
             loss=loss.detach(),
             gen_loss=gen_loss.detach(),
@@ -161,7 +171,7 @@ class RTDCriterion(FairseqCriterion):
             rtd_tokens=out.non_pad.sum(),
             rtd_weighted_tokens=self.rtd_scale * out.non_pad.sum(),  # / M: the effective lambda
             replaced=rtd_labels.sum(),
-            rtd_correct_replaced=(predicted & rtd_labels).sum(),
+            rtd_correct_replaced=caught,
             rtd_correct_original=(~predicted & ~rtd_labels).sum(),
             ntokens=sample["ntokens"],
             nsentences=sample["nsentences"],
