@@ -18,16 +18,15 @@ def entropy(share):
     return -(share * math.log(share) + (1 - share) * math.log(1 - share))
 
 
-def feed(watch, updates, loss_per_token, share=0.15, caught_share=0.0, tokens=1000, micro_batches=1):
-    """Every update of ``updates`` as ``micro_batches`` equal batches; returns the warnings."""
+def feed(watch, updates, loss_per_token, share=0.15, caught_share=0.0, tokens=1000):
+    """One batch per update of ``updates``; returns the warnings."""
     messages = []
     for update in updates:
-        for _ in range(micro_batches):
-            n, replaced = tokens / micro_batches, share * tokens / micro_batches
-            message = watch.add(update, torch.tensor(loss_per_token * n), torch.tensor(n),
-                                torch.tensor(replaced), torch.tensor(caught_share * replaced))
-            if message:
-                messages.append(message)
+        replaced = share * tokens
+        message = watch.add(update, torch.tensor(loss_per_token * tokens), torch.tensor(float(tokens)),
+                            torch.tensor(replaced), torch.tensor(caught_share * replaced))
+        if message:
+            messages.append(message)
     return messages
 
 
@@ -56,13 +55,15 @@ def test_thresholds(loss_below_prior, caught_share, warns):
 
 
 def test_micro_batches_of_one_update_count_together():
-    # Two halves whose sums are at the prior, though neither half is on its own.
+    # Two micro-batches per update, at half and one and a half times the prior: the window's
+    # loss is their token-weighted mean, the prior itself (neither batch alone gives it).
     watch = LabelPriorWatch(window=2)
     prior = entropy(0.15)
     for update in range(2, 4):
         watch.add(update, torch.tensor(0.5 * prior * 500), torch.tensor(500.0), torch.tensor(75.0), torch.tensor(0.0))
         watch.add(update, torch.tensor(1.5 * prior * 500), torch.tensor(500.0), torch.tensor(75.0), torch.tensor(0.0))
-    assert watch.add(4, 0.0, 1.0, 0.0, 0.0) is not None
+    message = watch.add(4, 0.0, 1.0, 0.0, 0.0)
+    assert message is not None and f"RTD loss {prior:.4f}, prior {prior:.4f}" in message
 
 
 def make_sample(task, seed=0):

@@ -21,6 +21,13 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+def label_prior_loss(replaced: float, tokens: float) -> float:
+    """The RTD loss (nats per token) of the best constant guess: the binary entropy of the
+    share of replaced tokens (kept off 0 and 1)."""
+    share = min(max(replaced / tokens, 1e-12), 1 - 1e-12)
+    return -(share * math.log(share) + (1 - share) * math.log(1 - share))
+
+
 class LabelPriorWatch:
     """Windows of ``window`` training updates; the first window (``[0, window)``) is never
     judged, since ``--rtd-bias-init prior`` starts the discriminator at its prior on purpose.
@@ -61,8 +68,7 @@ class LabelPriorWatch:
         loss_sum, tokens, replaced, caught = self._sums.tolist()
         if tokens <= 0 or replaced <= 0 or replaced >= tokens:
             return None
-        share = replaced / tokens
-        prior = -(share * math.log(share) + (1 - share) * math.log(1 - share))
+        prior = label_prior_loss(replaced, tokens)
         loss, caught_share = loss_sum / tokens, caught / replaced
         if loss < prior - self.margin or caught_share >= self.caught:
             return None

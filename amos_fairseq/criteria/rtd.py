@@ -16,7 +16,6 @@ as ``rtd_weight_effective``. A per-batch M / N instead of mask_prob would make i
 batch but break the equality of accumulated and one-big-batch updates.
 """
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -29,7 +28,7 @@ from fairseq.logging import metrics
 
 from ..models.amos import PretrainingOutput, Replacement
 from ..modules.generator import GeneratorOutput
-from .prior_watch import LabelPriorWatch
+from .prior_watch import LabelPriorWatch, label_prior_loss
 
 
 @dataclass
@@ -205,9 +204,7 @@ class RTDCriterion(FairseqCriterion):
         if tokens:
             # The RTD loss of the best constant guess (the label prior): rtd_loss below it
             # is the only sign that the discriminator uses its input.
-            share = min(max(replaced / tokens, 1e-12), 1 - 1e-12)
-            prior = -(share * math.log(share) + (1 - share) * math.log(1 - share))
-            metrics.log_scalar("rtd_prior_loss", prior, tokens, round=4)
+            metrics.log_scalar("rtd_prior_loss", label_prior_loss(replaced, tokens), tokens, round=4)
         if replaced:
             metrics.log_scalar("rtd_acc_replaced", total("rtd_correct_replaced") / replaced, replaced, round=4)
         if original:
